@@ -1,0 +1,18 @@
+//! `sunfleet-engine`: durable, queryable storage for fleet telemetry, and the fleet registry.
+//!
+//! Modules today:
+//! - [`ids`]: identity newtypes: serial numbers at the edges, dense ids inside.
+//! - [`time`]: UTC timestamps in microseconds and civil (calendar) dates.
+//! - [`telemetry`]: what a gateway uploads: columnar batches of microinverter, meter and
+//!   battery readings and device events.
+//! - [`error`]: the crate's error type.
+//!
+//! The WAL, write buffer, Parquet partitions, rollups and the registry are built on these
+//! types (see `ARCHITECTURE.md` at the workspace root for the plan and its status).
+
+pub mod error;
+pub mod ids;
+pub mod telemetry;
+pub mod time;
+
+pub use error::Error;

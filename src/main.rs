@@ -1,0 +1,71 @@
+//! `sunfleet`: the binary that wires the crates together. See `README.md` for the quick start
+//! and `ARCHITECTURE.md` for the code map.
+
+mod simulate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sunfleet", version, about = "Monitoring for microinverter PV fleets", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole product on a local data folder: demo fleet over QUIC, SQL and the portal.
+    Demo,
+    /// Run the server: QUIC ingest, engine, SQL endpoints and the portal.
+    Serve,
+    /// Drive a generated fleet: stream it to a server, or count and checksum it (--dry-run).
+    Simulate(simulate::SimulateArgs),
+    /// Run SQL against a data folder.
+    Sql,
+    /// Load historical readings from CSV.
+    Import,
+    /// Write a time range for chosen systems to Parquet or CSV.
+    Export,
+    /// Certificate tools: fleet CA, server and gateway certificates.
+    Cert,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SUNFLEET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(args),
+        Command::Demo => not_built("demo", "#6"),
+        Command::Serve => not_built("serve", "#4 and #6"),
+        Command::Sql => not_built("sql", "#5"),
+        Command::Import => not_built("import", "#3"),
+        Command::Export => not_built("export", "#3"),
+        Command::Cert => not_built("cert", "#4"),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("sunfleet: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status of a command that is not built yet: distinct from a failure of a real one.
+pub const EXIT_NOT_BUILT: u8 = 3;
+
+fn not_built(command: &str, issue: &str) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "sunfleet {command}: not built yet (tracked in issue {issue}); nothing was done. \
+         See ARCHITECTURE.md for what works today."
+    );
+    Ok(ExitCode::from(EXIT_NOT_BUILT))
+}
