@@ -1,4 +1,5 @@
 //! End-to-end tests of the `sunfleet` binary.
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use std::process::{Command, Output};
 
