@@ -61,6 +61,22 @@ pub struct MicroReadings {
 }
 
 impl MicroReadings {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            serial: Vec::with_capacity(capacity),
+            time_us: Vec::with_capacity(capacity),
+            interval_s: Vec::with_capacity(capacity),
+            energy_j: Vec::with_capacity(capacity),
+            ac_power_w: Vec::with_capacity(capacity),
+            dc_voltage_mv: Vec::with_capacity(capacity),
+            dc_current_ma: Vec::with_capacity(capacity),
+            ac_voltage_mv: Vec::with_capacity(capacity),
+            ac_frequency_mhz: Vec::with_capacity(capacity),
+            temperature_c: Vec::with_capacity(capacity),
+            status: Vec::with_capacity(capacity),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.serial.len()
     }
