@@ -30,6 +30,23 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Durable WAL appends: pre-generated batches from several threads, group commit with
+    /// fsync; readings/s, bytes per reading, fsync groups.
+    Wal {
+        #[arg(long, default_value_t = 2_000)]
+        systems: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Threads appending concurrently (like ingest connections).
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        /// Group commit interval in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        flush_ms: u64,
+        /// Folder for the WAL (default: a temporary folder on the data disk).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,7 +57,98 @@ fn main() -> anyhow::Result<()> {
             seed,
             runs,
         } => generator(systems, days, seed, runs),
+        Workload::Wal {
+            systems,
+            seed,
+            writers,
+            flush_ms,
+            dir,
+        } => wal(systems, seed, writers, flush_ms, dir),
     }
+}
+
+fn wal(
+    systems: u32,
+    seed: u64,
+    writers: usize,
+    flush_ms: u64,
+    dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use sunfleet_engine::wal::{Wal, WalConfig};
+    use sunfleet_fixtures::stream::stream_system;
+
+    let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
+    let fleet = Fleet::new(FleetConfig::new(seed, systems, start, 1));
+    println!("machine: {}", machine_description());
+    // Generation stays out of the timing: batches are made first.
+    let mut batches = Vec::new();
+    for spec in fleet.systems() {
+        stream_system(&fleet, spec, |u| batches.push(Arc::clone(&u.batch)));
+    }
+    let readings: usize = batches.iter().map(|b| b.reading_count()).sum();
+    let folder = match dir {
+        Some(dir) => dir,
+        None => std::env::current_dir()?.join("target").join("bench-wal"),
+    };
+    let _ = std::fs::remove_dir_all(&folder);
+    let mut config = WalConfig::new(&folder);
+    config.flush_interval = std::time::Duration::from_millis(flush_ms);
+    let (wal, _) = Wal::open(config, |_, _| Ok(()))?;
+    let wal = Arc::new(wal);
+    let batches = Arc::new(batches);
+    println!(
+        "workload: {} batches, {readings} readings from {systems} systems (1 June day), {writers} writers, group commit every {flush_ms} ms, fdatasync",
+        batches.len()
+    );
+    let began = Instant::now();
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let wal = Arc::clone(&wal);
+            let batches = Arc::clone(&batches);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                // Keep a window of appends in flight per writer, like a connection would.
+                let mut in_flight = std::collections::VecDeque::new();
+                for batch in batches.iter().skip(w).step_by(writers) {
+                    in_flight.push_back(wal.append(batch)?);
+                    if in_flight.len() >= 64
+                        && let Some(p) = in_flight.pop_front()
+                    {
+                        p.wait()?;
+                    }
+                }
+                for p in in_flight {
+                    p.wait()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    let stats = wal.stats();
+    let bytes = stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let groups = stats.groups.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "durable appends: {:.0} readings/s ({secs:.2} s)",
+        readings as f64 / secs
+    );
+    println!(
+        "WAL bytes: {bytes} ({:.2} bytes per reading), {:.1} MB/s",
+        bytes as f64 / readings as f64,
+        bytes as f64 / secs / 1e6
+    );
+    println!(
+        "fsync groups: {groups} ({:.0} readings per group)",
+        readings as f64 / groups.max(1) as f64
+    );
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&folder);
+    Ok(())
 }
 
 fn generator(systems: u32, days: u32, seed: u64, runs: usize) -> anyhow::Result<()> {

@@ -7,4 +7,23 @@ pub enum Error {
     InvalidSerial { text: String },
     #[error("invalid date {text:?}: expected YYYY-MM-DD")]
     InvalidDate { text: String },
+    #[error("WAL I/O on {path}: {source}")]
+    WalIo {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("WAL corrupt in {path} at byte {offset}: {reason}")]
+    WalCorrupt {
+        path: std::path::PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("WAL write failed, nothing in this group was stored durably: {message}")]
+    WalWriteFailed { message: String },
+    #[error("WAL refuses appends after an earlier write failure; restart to recover")]
+    WalPoisoned,
+    #[error("WAL is closed")]
+    WalClosed,
+    #[error("record body: {reason}")]
+    Codec { reason: String },
 }

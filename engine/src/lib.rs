@@ -5,14 +5,16 @@
 //! - [`time`]: UTC timestamps in microseconds and civil (calendar) dates.
 //! - [`telemetry`]: what a gateway uploads: columnar batches of microinverter, meter and
 //!   battery readings and device events.
+//! - [`wal`]: the write-ahead log: group commit with fsync, torn-tail recovery, and the
+//!   compact record codec.
 //! - [`error`]: the crate's error type.
 //!
-//! The WAL, write buffer, Parquet partitions, rollups and the registry are built on these
-//! types (see `ARCHITECTURE.md` at the workspace root for the plan and its status).
+//! The write buffer, Parquet partitions, rollups and the registry are built on these types (see `ARCHITECTURE.md` at the workspace root for the plan and its status).
 
 pub mod error;
 pub mod ids;
 pub mod telemetry;
 pub mod time;
+pub mod wal;
 
 pub use error::Error;

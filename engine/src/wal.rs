@@ -1,0 +1,516 @@
+//! The write-ahead log: the first place an acknowledged reading lives.
+//!
+//! Appends are encoded on the caller's thread ([`codec`]) and handed to one writer thread,
+//! which gathers everything that arrives within the flush interval into one write and one
+//! `fdatasync` (group commit), then completes every append of the group. An append
+//! therefore resolves only once the bytes that hold it are on disk.
+//!
+//! # Files
+//! `DIR/NNNNNNNNNNNNNNNNNNNN.wal` segments, named by the first record's [`WalSeq`], each
+//! starting with an 8-byte magic. A record is `len: u32 | crc32: u32 | seq: u64 | body`,
+//! little-endian, the CRC covering `seq` and `body`.
+//!
+//! # Recovery policy
+//! - A record in the **last** segment that is short or fails its CRC ends the log: the file
+//!   is truncated there. This is what a crash mid-write leaves, and nothing in it was
+//!   acknowledged (its fsync had not returned).
+//! - A bad record in any **earlier** segment is corruption of acknowledged data: opening
+//!   fails with [`Error::WalCorrupt`] naming the file and offset, and nothing is changed.
+//! - After a failed write or fsync the WAL refuses every later append
+//!   ([`Error::WalPoisoned`]): the state of the file is unknown until it is reopened and
+//!   recovered, and nothing may be acknowledged in between.
+
+pub mod codec;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::Error;
+use crate::telemetry::TelemetryBatch;
+
+const MAGIC: &[u8; 8] = b"SFWAL\0\0\x01";
+const RECORD_HEADER: usize = 16;
+
+/// Position of a record in the log: 1, 2, 3, … across segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WalSeq(pub u64);
+
+/// WAL settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    /// How long the writer waits for more appends before it writes and syncs a group.
+    pub flush_interval: Duration,
+    /// A group is written as soon as it holds this many bytes.
+    pub max_group_bytes: usize,
+    /// A new segment starts once the current one reaches this size.
+    pub segment_bytes: u64,
+    /// Appends waiting for the writer; when full, `append` blocks (back-pressure).
+    pub queue_depth: usize,
+}
+
+impl WalConfig {
+    /// Production defaults.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            flush_interval: Duration::from_millis(5),
+            max_group_bytes: 8 << 20,
+            segment_bytes: 64 << 20,
+            queue_depth: 4096,
+        }
+    }
+
+    /// Small segments and no waiting, so tests exercise rotation quickly.
+    pub fn for_tests(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            flush_interval: Duration::ZERO,
+            segment_bytes: 64 << 10,
+            ..Self::new(dir)
+        }
+    }
+}
+
+/// What recovery found when the WAL was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub records: u64,
+    /// Bytes cut from the end of the last segment (a torn write).
+    pub truncated_bytes: u64,
+    /// The sequence number the next append gets.
+    pub next_seq: u64,
+}
+
+/// Counters of the writer, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    pub records: AtomicU64,
+    pub groups: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+type Reply = oneshot::Sender<Result<WalSeq, Error>>;
+
+struct Request {
+    body: Vec<u8>,
+    reply: Reply,
+}
+
+/// An append that completes when its record is durable.
+#[derive(Debug)]
+pub struct PendingAppend {
+    reply: oneshot::Receiver<Result<WalSeq, Error>>,
+}
+
+impl PendingAppend {
+    /// Waits (async) until the record is fsync'd.
+    pub async fn durable(self) -> Result<WalSeq, Error> {
+        self.reply.await.unwrap_or(Err(Error::WalClosed))
+    }
+
+    /// Waits (blocking the thread) until the record is fsync'd. Not for async contexts.
+    pub fn wait(self) -> Result<WalSeq, Error> {
+        self.reply.blocking_recv().unwrap_or(Err(Error::WalClosed))
+    }
+}
+
+/// The write-ahead log. Dropping it finishes pending groups and stops the writer.
+pub struct Wal {
+    sender: Option<SyncSender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    poisoned: Arc<AtomicBool>,
+    stats: Arc<WalStats>,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `config.dir`, recovering what is there: every intact
+    /// record is passed to `replay` in order before any new append is accepted.
+    pub fn open(
+        config: WalConfig,
+        mut replay: impl FnMut(WalSeq, TelemetryBatch) -> Result<(), Error>,
+    ) -> Result<(Self, RecoveryReport), Error> {
+        fs::create_dir_all(&config.dir).map_err(|source| Error::WalIo {
+            path: config.dir.clone(),
+            source,
+        })?;
+        let report = recover(&config.dir, &mut replay)?;
+        let segment = open_segment(&config.dir, report.next_seq)?;
+        let (sender, receiver) = mpsc::sync_channel(config.queue_depth.max(1));
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WalStats::default());
+        let writer = Writer {
+            config,
+            segment,
+            next_seq: report.next_seq,
+            poisoned: Arc::clone(&poisoned),
+            stats: Arc::clone(&stats),
+        };
+        let handle = std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|source| Error::WalIo {
+                path: PathBuf::from("<wal-writer thread>"),
+                source,
+            })?;
+        Ok((
+            Self {
+                sender: Some(sender),
+                writer: Some(handle),
+                poisoned,
+                stats,
+            },
+            report,
+        ))
+    }
+
+    /// Queues a batch; the returned handle completes once it is durable. Blocks while the
+    /// writer's queue is full.
+    pub fn append(&self, batch: &TelemetryBatch) -> Result<PendingAppend, Error> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::WalPoisoned);
+        }
+        let body = codec::encode(batch)?;
+        let (reply, receiver) = oneshot::channel();
+        self.sender
+            .as_ref()
+            .ok_or(Error::WalClosed)?
+            .send(Request { body, reply })
+            .map_err(|_| Error::WalClosed)?;
+        Ok(PendingAppend { reply: receiver })
+    }
+
+    pub fn stats(&self) -> &WalStats {
+        &self.stats
+    }
+
+    /// Deletes whole segments whose every record is below `seq` (they are persisted
+    /// elsewhere). The segment being written is never deleted.
+    pub fn remove_segments_before(dir: &Path, seq: WalSeq) -> Result<usize, Error> {
+        let segments = list_segments(dir)?;
+        let mut removed = 0;
+        for pair in segments.windows(2) {
+            let (_, path) = &pair[0];
+            let (next_first, _) = pair[1];
+            if next_first <= seq.0 {
+                fs::remove_file(path).map_err(|source| Error::WalIo {
+                    path: path.clone(),
+                    source,
+                })?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            sync_dir(dir)?;
+        }
+        Ok(removed)
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+struct Segment {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+struct Writer {
+    config: WalConfig,
+    segment: Segment,
+    next_seq: u64,
+    poisoned: Arc<AtomicBool>,
+    stats: Arc<WalStats>,
+}
+
+impl Writer {
+    fn run(mut self, requests: Receiver<Request>) {
+        let mut group: Vec<Request> = Vec::new();
+        let mut buffer = Vec::with_capacity(self.config.max_group_bytes.min(16 << 20));
+        while let Ok(first) = requests.recv() {
+            group.push(first);
+            let deadline = Instant::now() + self.config.flush_interval;
+            let mut group_bytes = group[0].body.len();
+            while group_bytes < self.config.max_group_bytes {
+                let next = match requests.try_recv() {
+                    Ok(request) => request,
+                    Err(_) => match requests
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(request) => request,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    },
+                };
+                group_bytes += next.body.len();
+                group.push(next);
+            }
+            self.commit(&mut group, &mut buffer);
+        }
+    }
+
+    /// Writes and syncs a group, then answers every append in it.
+    fn commit(&mut self, group: &mut Vec<Request>, buffer: &mut Vec<u8>) {
+        if self.poisoned.load(Ordering::Acquire) {
+            for request in group.drain(..) {
+                let _ = request.reply.send(Err(Error::WalPoisoned));
+            }
+            return;
+        }
+        buffer.clear();
+        let first_seq = self.next_seq;
+        for (i, request) in group.iter().enumerate() {
+            encode_record(buffer, first_seq + i as u64, &request.body);
+        }
+        match self.write_and_sync(buffer, first_seq) {
+            Ok(()) => {
+                self.next_seq += group.len() as u64;
+                self.stats.groups.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .records
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .bytes
+                    .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                for (i, request) in group.drain(..).enumerate() {
+                    let _ = request.reply.send(Ok(WalSeq(first_seq + i as u64)));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "WAL write failed; refusing further appends");
+                self.poisoned.store(true, Ordering::Release);
+                let message = error.to_string();
+                for request in group.drain(..) {
+                    let _ = request.reply.send(Err(Error::WalWriteFailed {
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn write_and_sync(&mut self, bytes: &[u8], first_seq: u64) -> Result<(), Error> {
+        if self.segment.len >= self.config.segment_bytes {
+            self.segment = open_segment(&self.config.dir, first_seq)?;
+        }
+        let io = |source| Error::WalIo {
+            path: self.segment.path.clone(),
+            source,
+        };
+        self.segment.file.write_all(bytes).map_err(io)?;
+        self.segment
+            .file
+            .sync_data()
+            .map_err(|source| Error::WalIo {
+                path: self.segment.path.clone(),
+                source,
+            })?;
+        self.segment.len += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+fn encode_record(out: &mut Vec<u8>, seq: u64, body: &[u8]) {
+    let seq_bytes = seq.to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&seq_bytes);
+    crc.update(body);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&seq_bytes);
+    out.extend_from_slice(body);
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.wal"))
+}
+
+/// Creates a new segment (or reopens an empty one left by a crash) for appends.
+fn open_segment(dir: &Path, first_seq: u64) -> Result<Segment, Error> {
+    let path = segment_path(dir, first_seq);
+    let io = |source| Error::WalIo {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    let mut len = file.metadata().map_err(io)?.len();
+    if len == 0 {
+        file.write_all(MAGIC).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        sync_dir(dir)?;
+        len = MAGIC.len() as u64;
+    }
+    Ok(Segment { path, file, len })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::WalIo {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+    let io = |source| Error::WalIo {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            segments.push((first, path));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Reads every segment, replays intact records, truncates a torn tail of the last segment.
+fn recover(
+    dir: &Path,
+    replay: &mut impl FnMut(WalSeq, TelemetryBatch) -> Result<(), Error>,
+) -> Result<RecoveryReport, Error> {
+    let segments = list_segments(dir)?;
+    let mut report = RecoveryReport {
+        segments: segments.len(),
+        next_seq: 1,
+        ..RecoveryReport::default()
+    };
+    for (index, (first_seq, path)) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments.len();
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|source| Error::WalIo {
+                path: path.clone(),
+                source,
+            })?;
+        if report.records > 0 && *first_seq != report.next_seq {
+            return Err(Error::WalCorrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: format!(
+                    "segment starts at record {first_seq}, expected {}",
+                    report.next_seq
+                ),
+            });
+        }
+        let (good_len, problem) = scan_segment(&bytes, *first_seq, &mut |seq, body| {
+            let batch = codec::decode(body)?;
+            replay(WalSeq(seq), batch)?;
+            report.records += 1;
+            report.next_seq = seq + 1;
+            Ok(())
+        })?;
+        if report.records == 0 {
+            report.next_seq = report.next_seq.max(*first_seq);
+        }
+        if let Some(reason) = problem {
+            if !is_last {
+                return Err(Error::WalCorrupt {
+                    path: path.clone(),
+                    offset: good_len as u64,
+                    reason,
+                });
+            }
+            tracing::warn!(path = %path.display(), offset = good_len, %reason, "truncating torn WAL tail");
+            if good_len < MAGIC.len() {
+                // Torn while its header was written: it holds nothing, so it goes.
+                fs::remove_file(path)
+                    .map_err(|source| Error::WalIo {
+                        path: path.clone(),
+                        source,
+                    })
+                    .and_then(|()| sync_dir(dir))?;
+                report.truncated_bytes = bytes.len() as u64;
+                continue;
+            }
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|source| Error::WalIo {
+                    path: path.clone(),
+                    source,
+                })?;
+            let truncate_to = good_len as u64;
+            file.set_len(truncate_to)
+                .and_then(|()| file.sync_all())
+                .map_err(|source| Error::WalIo {
+                    path: path.clone(),
+                    source,
+                })?;
+            report.truncated_bytes = bytes.len() as u64 - truncate_to;
+        }
+    }
+    Ok(report)
+}
+
+/// Walks the records of one segment. Returns how many leading bytes are good and, if the
+/// walk stopped early, why.
+fn scan_segment(
+    bytes: &[u8],
+    first_seq: u64,
+    on_record: &mut impl FnMut(u64, &[u8]) -> Result<(), Error>,
+) -> Result<(usize, Option<String>), Error> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Ok((0, Some("missing segment header".to_owned())));
+    }
+    let mut pos = MAGIC.len();
+    let mut expected_seq = first_seq;
+    while pos < bytes.len() {
+        let Some(header) = bytes.get(pos..pos + RECORD_HEADER) else {
+            return Ok((pos, Some("record header cut short".to_owned())));
+        };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let seq_bytes = &header[8..16];
+        let Some(body) = bytes.get(pos + RECORD_HEADER..pos + RECORD_HEADER + len) else {
+            return Ok((pos, Some(format!("record of {len} bytes cut short"))));
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(seq_bytes);
+        hasher.update(body);
+        if hasher.finalize() != crc {
+            return Ok((pos, Some("checksum mismatch".to_owned())));
+        }
+        let mut seq_array = [0u8; 8];
+        seq_array.copy_from_slice(seq_bytes);
+        let seq = u64::from_le_bytes(seq_array);
+        if seq != expected_seq {
+            return Ok((
+                pos,
+                Some(format!("record {seq} where {expected_seq} was expected")),
+            ));
+        }
+        on_record(seq, body)?;
+        expected_seq += 1;
+        pos += RECORD_HEADER + len;
+    }
+    Ok((pos, None))
+}
