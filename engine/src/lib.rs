@@ -7,11 +7,13 @@
 //!   battery readings and device events.
 //! - [`wal`]: the write-ahead log: group commit with fsync, torn-tail recovery, and the
 //!   compact record codec.
+//! - [`failpoint`]: named crash points armed by an environment variable (durability tests).
 //! - [`error`]: the crate's error type.
 //!
 //! The write buffer, Parquet partitions, rollups and the registry are built on these types (see `ARCHITECTURE.md` at the workspace root for the plan and its status).
 
 pub mod error;
+pub mod failpoint;
 pub mod ids;
 pub mod telemetry;
 pub mod time;

@@ -312,6 +312,7 @@ impl Writer {
             source,
         };
         self.segment.file.write_all(bytes).map_err(io)?;
+        crate::failpoint::hit("wal-after-write");
         self.segment
             .file
             .sync_data()
@@ -319,6 +320,7 @@ impl Writer {
                 path: self.segment.path.clone(),
                 source,
             })?;
+        crate::failpoint::hit("wal-after-sync");
         self.segment.len += bytes.len() as u64;
         Ok(())
     }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod codec;
+mod crash;
 mod wal;
 
 use sunfleet_engine::telemetry::TelemetryBatch;
