@@ -43,6 +43,10 @@ enum Workload {
         /// Group commit interval in milliseconds.
         #[arg(long, default_value_t = 5)]
         flush_ms: u64,
+        /// Appends each writer keeps waiting for their acknowledgement (like a gateway
+        /// connection's window of unacknowledged batches).
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
         /// Folder for the WAL (default: a temporary folder on the data disk).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
@@ -62,8 +66,9 @@ fn main() -> anyhow::Result<()> {
             seed,
             writers,
             flush_ms,
+            in_flight,
             dir,
-        } => wal(systems, seed, writers, flush_ms, dir),
+        } => wal(systems, seed, writers, flush_ms, in_flight, dir),
     }
 }
 
@@ -72,6 +77,7 @@ fn wal(
     seed: u64,
     writers: usize,
     flush_ms: u64,
+    window: usize,
     dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
@@ -98,7 +104,7 @@ fn wal(
     let wal = Arc::new(wal);
     let batches = Arc::new(batches);
     println!(
-        "workload: {} batches, {readings} readings from {systems} systems (1 June day), {writers} writers, group commit every {flush_ms} ms, fdatasync",
+        "workload: {} batches, {readings} readings from {systems} systems (1 June day), {writers} writers with {window} appends in flight each, group commit every {flush_ms} ms, fdatasync",
         batches.len()
     );
     let began = Instant::now();
@@ -111,7 +117,7 @@ fn wal(
                 let mut in_flight = std::collections::VecDeque::new();
                 for batch in batches.iter().skip(w).step_by(writers) {
                     in_flight.push_back(wal.append(batch)?);
-                    if in_flight.len() >= 64
+                    if in_flight.len() >= window
                         && let Some(p) = in_flight.pop_front()
                     {
                         p.wait()?;
@@ -137,9 +143,11 @@ fn wal(
         "durable appends: {:.0} readings/s ({secs:.2} s)",
         readings as f64 / secs
     );
+    let raw = stats.raw_bytes.load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "WAL bytes: {bytes} ({:.2} bytes per reading), {:.1} MB/s",
+        "WAL bytes: {bytes} ({:.2} bytes per reading; {:.2} before group compression), {:.1} MB/s",
         bytes as f64 / readings as f64,
+        raw as f64 / readings as f64,
         bytes as f64 / secs / 1e6
     );
     println!(

@@ -1,6 +1,6 @@
 //! The WAL's record body: a [`TelemetryBatch`] encoded column by column (deltas and
 //! varints, which turn sorted serials, shared timestamps and slowly varying voltages into a
-//! byte or two), then compressed with zstd at a fast level.
+//! byte or two). The WAL compresses whole commit groups of these bodies (see `wal.rs`).
 //!
 //! Decoding checks every length against hard caps and the data it has, so a damaged body
 //! gives an error, never a panic or an unbounded allocation.
@@ -16,11 +16,9 @@ use crate::telemetry::{
 const BODY_VERSION: u8 = 1;
 /// Caps that keep a damaged record from allocating without bound.
 pub const MAX_ROWS_PER_BATCH: usize = 1 << 20;
-pub const MAX_BODY_BYTES: usize = 256 << 20;
-const ZSTD_LEVEL: i32 = 1;
 
-/// Encodes a batch into a compressed record body.
-pub fn encode(batch: &TelemetryBatch) -> Result<Vec<u8>, Error> {
+/// Encodes a batch into a record body.
+pub fn encode(batch: &TelemetryBatch) -> Vec<u8> {
     let mut w = Writer::with_capacity(64 + batch.micro.len() * 16);
     w.u8(BODY_VERSION);
     w.varint(batch.gateway.value());
@@ -85,53 +83,12 @@ pub fn encode(batch: &TelemetryBatch) -> Result<Vec<u8>, Error> {
         });
     }
 
-    // A context per thread: creating one per record costs more than compressing a
-    // gateway's typical batch.
-    thread_local! {
-        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let compressor = match slot.as_mut() {
-            Some(c) => c,
-            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|source| {
-                Error::Codec {
-                    reason: format!("zstd: {source}"),
-                }
-            })?),
-        };
-        compressor.compress(&w.buf).map_err(|source| Error::Codec {
-            reason: format!("zstd compression failed: {source}"),
-        })
-    })
+    w.buf
 }
 
 /// Decodes a record body written by [`encode`].
-pub fn decode(body: &[u8]) -> Result<TelemetryBatch, Error> {
-    thread_local! {
-        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    let raw = DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let decompressor = match slot.as_mut() {
-            Some(d) => d,
-            None => {
-                slot.insert(
-                    zstd::bulk::Decompressor::new().map_err(|source| Error::Codec {
-                        reason: format!("zstd: {source}"),
-                    })?,
-                )
-            }
-        };
-        decompressor
-            .decompress(body, MAX_BODY_BYTES)
-            .map_err(|source| Error::Codec {
-                reason: format!("zstd: {source}"),
-            })
-    })?;
-    let mut r = Reader { buf: &raw, pos: 0 };
+pub fn decode(raw: &[u8]) -> Result<TelemetryBatch, Error> {
+    let mut r = Reader { buf: raw, pos: 0 };
     let version = r.u8()?;
     if version != BODY_VERSION {
         return Err(Error::Codec {

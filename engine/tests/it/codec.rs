@@ -12,20 +12,20 @@ fn generated_batches_round_trip() {
     let mut readings = 0;
     let mut bytes = 0;
     for batch in &batches {
-        let body = encode(batch).unwrap();
+        let body = encode(batch);
         assert_eq!(&decode(&body).unwrap(), batch);
-        readings += batch.micro.len();
+        readings += batch.reading_count();
         bytes += body.len();
     }
-    // Compact enough for the disk's 30–45 MB/s at over a million readings a second.
+    // Deltas and varints alone, before the WAL compresses groups: under 2 bytes per field.
     let per_reading = bytes as f64 / readings as f64;
-    assert!(per_reading < 20.0, "{per_reading:.1} bytes per reading");
+    assert!(per_reading < 22.0, "{per_reading:.1} bytes per reading");
 }
 
 #[test]
 fn every_truncation_of_a_body_is_an_error() {
     let batch = &sample_batches(1)[40];
-    let body = encode(batch).unwrap();
+    let body = encode(batch);
     for cut in 0..body.len() {
         assert!(decode(&body[..cut]).is_err(), "cut at {cut} decoded");
     }
@@ -37,12 +37,5 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode(&bytes);
-    }
-
-    #[test]
-    fn damaged_zstd_payloads_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
-        // Valid zstd frames around arbitrary content reach the column decoder itself.
-        let body = zstd::bulk::compress(&raw, 1).unwrap();
-        let _ = decode(&body);
     }
 }

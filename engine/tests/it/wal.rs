@@ -101,6 +101,13 @@ fn concurrent_appends_share_fsyncs() {
         groups < records,
         "{groups} fsync groups for {records} records"
     );
+    // Group compression: what reaches the disk is a fraction of the encoded records.
+    let bytes = stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let raw = stats.raw_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        bytes * 4 < raw * 3,
+        "{bytes} bytes written for {raw} encoded"
+    );
 }
 
 /// Three records, then the file cut at every byte of the last one: recovery keeps the
