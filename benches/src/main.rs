@@ -2,6 +2,8 @@
 //!
 //! Run in release mode: `cargo run --release -p sunfleet-benches -- <workload>`.
 
+mod parquet_layout;
+
 use std::time::Instant;
 
 use anyhow::Context;
@@ -29,6 +31,16 @@ enum Workload {
         /// Repetitions; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// Bytes per microinverter reading in Parquet under several writer settings.
+    ParquetLayout {
+        #[arg(long, default_value_t = 1_000)]
+        systems: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Sort by (system, time, device) instead of (system, device, time).
+        #[arg(long)]
+        time_major: bool,
     },
     /// Durable WAL appends: pre-generated batches from several threads, group commit with
     /// fsync; readings/s, bytes per reading, fsync groups.
@@ -61,6 +73,11 @@ fn main() -> anyhow::Result<()> {
             seed,
             runs,
         } => generator(systems, days, seed, runs),
+        Workload::ParquetLayout {
+            systems,
+            seed,
+            time_major,
+        } => parquet_layout::run(systems, seed, time_major),
         Workload::Wal {
             systems,
             seed,

@@ -1,0 +1,205 @@
+//! How small can a day of microinverter readings be in Parquet? Writes one UTC day of the
+//! generated fleet's readings, sorted by (system, device, time), under several writer
+//! settings, and reports bytes per reading. Informs the engine's persist settings (#3).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{
+    ArrayRef, Int8Array, RecordBatch, TimestampMicrosecondArray, UInt16Array, UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use sunfleet_engine::ids::Serial;
+use sunfleet_engine::telemetry::MicroReading;
+use sunfleet_engine::time::CivilDate;
+use sunfleet_fixtures::stream::stream_system;
+use sunfleet_fixtures::world::devices::system_index_of_micro;
+use sunfleet_fixtures::{Fleet, FleetConfig, UploadKind};
+
+const INT_COLUMNS: [&str; 11] = [
+    "system_id",
+    "device_id",
+    "time",
+    "interval_s",
+    "energy_j",
+    "ac_power_w",
+    "dc_voltage_mv",
+    "dc_current_ma",
+    "ac_voltage_mv",
+    "ac_frequency_mhz",
+    "status",
+];
+
+pub fn run(systems: u32, seed: u64, time_major: bool) -> anyhow::Result<()> {
+    let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
+    let fleet = Fleet::new(FleetConfig::new(seed, systems, start, 1));
+    // Deduplicated readings (duplicates dropped, as a compacted partition holds them).
+    let mut rows: Vec<(u32, u32, MicroReading)> = Vec::new();
+    let mut device_ids: HashMap<Serial, u32> = HashMap::new();
+    for spec in fleet.systems() {
+        stream_system(&fleet, spec, |upload| {
+            if upload.kind == UploadKind::Duplicate {
+                return;
+            }
+            for r in upload.batch.micro.rows() {
+                let next = device_ids.len() as u32 + 1;
+                let device = *device_ids.entry(r.serial).or_insert(next);
+                let system = system_index_of_micro(r.serial).map_or(0, |i| i + 1);
+                rows.push((system, device, r));
+            }
+        });
+    }
+    rows.sort_by_key(|(system, device, r)| (*system, *device, r.time_us));
+    rows.dedup_by_key(|(_, device, r)| (*device, r.time_us));
+    let order = if time_major {
+        // Microinverters of one site at one instant share grid voltage and frequency.
+        rows.sort_by_key(|(system, device, r)| (*system, r.time_us, *device));
+        "(system, time, device)"
+    } else {
+        "(system, device, time)"
+    };
+    let batch = to_record_batch(&rows)?;
+    println!(
+        "{} microinverter readings of one June day ({systems} systems, seed {seed}), sorted by {order}",
+        rows.len()
+    );
+    println!("| writer settings | bytes | bytes per reading |");
+    println!("|---|---|---|");
+    let mut smallest: Option<(&str, Vec<u8>)> = None;
+    for (name, props) in variants() {
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+        writer.write(&batch)?;
+        writer.close()?;
+        println!(
+            "| {name} | {} | {:.2} |",
+            out.len(),
+            out.len() as f64 / rows.len() as f64
+        );
+        if smallest
+            .as_ref()
+            .is_none_or(|(_, best)| out.len() < best.len())
+        {
+            smallest = Some((name, out));
+        }
+    }
+    if let Some((name, bytes)) = smallest {
+        column_breakdown(name, bytes, rows.len())?;
+    }
+    Ok(())
+}
+
+/// Compressed bytes per reading of each column in a written file.
+fn column_breakdown(name: &str, bytes: Vec<u8>, readings: usize) -> anyhow::Result<()> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))?;
+    let metadata = reader.metadata();
+    let columns = metadata.file_metadata().schema_descr().num_columns();
+    println!();
+    println!("Per column, {name}:");
+    println!("| column | bytes per reading |");
+    println!("|---|---|");
+    for c in 0..columns {
+        let total: i64 = metadata
+            .row_groups()
+            .iter()
+            .map(|rg| rg.column(c).compressed_size())
+            .sum();
+        let column_name = metadata
+            .file_metadata()
+            .schema_descr()
+            .column(c)
+            .name()
+            .to_owned();
+        println!("| {column_name} | {:.2} |", total as f64 / readings as f64);
+    }
+    Ok(())
+}
+
+fn variants() -> Vec<(&'static str, WriterProperties)> {
+    let base = || {
+        WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_max_row_group_row_count(Some(1 << 20))
+    };
+    let zstd = |level: i32| Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default());
+    let delta = |mut builder: parquet::file::properties::WriterPropertiesBuilder| {
+        builder = builder.set_dictionary_enabled(false);
+        for column in INT_COLUMNS {
+            builder = builder
+                .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+        }
+        builder
+    };
+    vec![
+        ("parquet defaults, no compression", base().build()),
+        (
+            "ZSTD(1), dictionary",
+            base().set_compression(zstd(1)).build(),
+        ),
+        (
+            "ZSTD(1), delta-binary-packed integers",
+            delta(base().set_compression(zstd(1))).build(),
+        ),
+        (
+            "ZSTD(9), delta-binary-packed integers",
+            delta(base().set_compression(zstd(9))).build(),
+        ),
+        (
+            "ZSTD(9), dictionary",
+            base().set_compression(zstd(9)).build(),
+        ),
+    ]
+}
+
+fn to_record_batch(rows: &[(u32, u32, MicroReading)]) -> anyhow::Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("system_id", DataType::UInt32, false),
+        Field::new("device_id", DataType::UInt32, false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("interval_s", DataType::UInt16, false),
+        Field::new("energy_j", DataType::UInt32, false),
+        Field::new("ac_power_w", DataType::UInt16, false),
+        Field::new("dc_voltage_mv", DataType::UInt16, false),
+        Field::new("dc_current_ma", DataType::UInt16, false),
+        Field::new("ac_voltage_mv", DataType::UInt32, false),
+        Field::new("ac_frequency_mhz", DataType::UInt16, false),
+        Field::new("temperature_c", DataType::Int8, false),
+        Field::new("status", DataType::UInt16, false),
+    ]));
+    let u32s = |f: &dyn Fn(&(u32, u32, MicroReading)) -> u32| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(f)))
+    };
+    let u16s = |f: &dyn Fn(&MicroReading) -> u16| -> ArrayRef {
+        Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| f(&r.2))))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        u32s(&|r| r.0),
+        u32s(&|r| r.1),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2.time_us))
+                .with_timezone("UTC"),
+        ),
+        u16s(&|r| r.interval_s),
+        u32s(&|r| r.2.energy_j),
+        u16s(&|r| r.ac_power_w),
+        u16s(&|r| r.dc_voltage_mv),
+        u16s(&|r| r.dc_current_ma),
+        u32s(&|r| r.2.ac_voltage_mv),
+        u16s(&|r| r.ac_frequency_mhz),
+        Arc::new(Int8Array::from_iter_values(
+            rows.iter().map(|r| r.2.temperature_c),
+        )),
+        u16s(&|r| r.status),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
