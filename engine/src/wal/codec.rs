@@ -214,6 +214,29 @@ fn narrow_all<T: TryFrom<i64>>(values: Vec<i64>) -> Result<Vec<T>, Error> {
     values.into_iter().map(narrow).collect()
 }
 
+/// Appends `v` as a LEB128 varint.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a LEB128 varint at `pos`, advancing it; `None` if cut short or over 10 bytes.
+pub(crate) fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 struct Writer {
     buf: Vec<u8>,
 }
@@ -229,12 +252,8 @@ impl Writer {
         self.buf.push(v);
     }
 
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
+    fn varint(&mut self, v: u64) {
+        put_varint(&mut self.buf, v);
     }
 
     fn signed(&mut self, v: i64) {
@@ -275,16 +294,8 @@ impl Reader<'_> {
     }
 
     fn varint(&mut self) -> Result<u64, Error> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.u8()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(Error::Codec {
-            reason: format!("varint longer than 10 bytes at byte {}", self.pos),
+        get_varint(self.buf, &mut self.pos).ok_or_else(|| Error::Codec {
+            reason: format!("bad or cut-short varint at byte {}", self.pos),
         })
     }
 
