@@ -4,6 +4,7 @@
 //! and checks that every acknowledged batch is there, exactly once, intact, in order.
 //!
 //! The child is this same test binary, re-run on the ignored test `crash::child_writer`.
+//! Long variant: `SUNFLEET_CRASH_ROUNDS=200 cargo nextest run -p sunfleet-engine crash`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -112,7 +113,7 @@ fn acknowledged_batches_survive_sigkill() {
     // SIGKILL at varied moments and aborts at the named points around the fsync; every
     // round reopens the same WAL, so a recovered tail is followed by more appends and
     // another crash.
-    let rounds = [
+    let mut rounds = vec![
         Kill::After(Duration::from_millis(150)),
         Kill::AtFailpoint("wal-after-write", 40),
         Kill::After(Duration::from_millis(60)),
@@ -121,6 +122,19 @@ fn acknowledged_batches_survive_sigkill() {
         Kill::AtFailpoint("wal-after-write", 3),
         Kill::After(Duration::from_millis(35)),
     ];
+    // The long variant: SUNFLEET_CRASH_ROUNDS=200 adds seeded random kill points.
+    let extra: u64 = std::env::var("SUNFLEET_CRASH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    for round in 0..extra {
+        let h = sunfleet_fixtures::hash::hash(&[0xc0ffee, round]);
+        rounds.push(match h % 3 {
+            0 => Kill::After(Duration::from_millis(20 + (h >> 8) % 400)),
+            1 => Kill::AtFailpoint("wal-after-write", 1 + (h >> 8) % 60),
+            _ => Kill::AtFailpoint("wal-after-sync", 1 + (h >> 8) % 60),
+        });
+    }
     for (round, kill) in rounds.into_iter().enumerate() {
         let acked = run_and_kill(dir.path(), kill);
         acknowledged += acked.len();
