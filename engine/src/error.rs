@@ -18,8 +18,12 @@ pub enum Error {
         offset: u64,
         reason: String,
     },
-    #[error("WAL write failed, nothing in this group was stored durably: {message}")]
+    #[error(
+        "WAL write failed; this group was not acknowledged and may or may not be on disk: {message}"
+    )]
     WalWriteFailed { message: String },
+    #[error("WAL directory is in use by another process (lock held on {path})")]
+    WalLocked { path: std::path::PathBuf },
     #[error("WAL refuses appends after an earlier write failure; restart to recover")]
     WalPoisoned,
     #[error("WAL is closed")]

@@ -15,13 +15,16 @@
 //! CRC covering everything after itself; `records` is `count` times `varint len | body`.
 //!
 //! # Recovery policy
-//! - A frame in the **last** segment that is short or fails its CRC ends the log: the file
-//!   is truncated there. This is what a crash mid-write leaves, and nothing in it was
-//!   acknowledged (its fsync had not returned).
-//! - A bad frame in any **earlier** segment is corruption of acknowledged data: opening
-//!   fails with [`Error::WalCorrupt`] naming the file and offset, and nothing is changed.
-//! - A frame whose CRC holds but whose content does not decode is corruption too, wherever
-//!   it is.
+//! - **Torn write**: damage in the **last** segment that reaches the end of the file within
+//!   one frame's size (a frame cut short, or a bad frame followed only by zeros) is what a
+//!   crash during the last write leaves; nothing in it was acknowledged (its fsync had not
+//!   returned). The file is truncated there.
+//! - **Corruption**: anything else — a bad frame with more data after it, a bad frame in an
+//!   earlier segment, a damaged segment header, a frame whose CRC holds but whose sequence
+//!   number or content is wrong. Opening fails with [`Error::WalCorrupt`] naming the file
+//!   and offset, and nothing is changed: an operator decides.
+//! - Limitation: a bit flip inside the very last frame of the log looks like a torn write.
+//! - A directory is used by one [`Wal`] at a time (an exclusive lock on `DIR/LOCK`).
 //! - After a failed write or fsync the WAL refuses every later append
 //!   ([`Error::WalPoisoned`]): the state of the file is unknown until it is reopened and
 //!   recovered, and nothing may be acknowledged in between.
@@ -49,6 +52,8 @@ const FRAME_HEADER: usize = 20;
 /// Largest decompressed frame recovery accepts (a damaged length cannot allocate more).
 const MAX_FRAME_RAW_BYTES: usize = 1 << 30;
 const ZSTD_LEVEL: i32 = 1;
+/// Largest encoded batch an append accepts (a gateway batch is a few KiB).
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
 /// Position of a record in the log: 1, 2, 3, … across segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,6 +144,8 @@ impl PendingAppend {
 
 /// The write-ahead log. Dropping it finishes pending groups and stops the writer.
 pub struct Wal {
+    /// Held for the WAL's lifetime; the OS releases it when the process dies.
+    _lock: File,
     sender: Option<SyncSender<Request>>,
     writer: Option<JoinHandle<()>>,
     poisoned: Arc<AtomicBool>,
@@ -156,7 +163,32 @@ impl Wal {
             path: config.dir.clone(),
             source,
         })?;
-        let report = recover(&config.dir, &mut replay)?;
+        // One WAL per directory: a second writer would recover (truncate) under the first.
+        let lock_path = config.dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::WalIo {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::WalLocked { path: lock_path });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::WalIo {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let max_torn_bytes = FRAME_HEADER
+            + zstd::zstd_safe::compress_bound(config.max_group_bytes + MAX_RECORD_BYTES);
+        let report = recover(&config.dir, max_torn_bytes, &mut replay)?;
         let segment = open_segment(&config.dir, report.next_seq)?;
         let (sender, receiver) = mpsc::sync_channel(config.queue_depth.max(1));
         let poisoned = Arc::new(AtomicBool::new(false));
@@ -182,6 +214,7 @@ impl Wal {
             })?;
         Ok((
             Self {
+                _lock: lock,
                 sender: Some(sender),
                 writer: Some(handle),
                 poisoned,
@@ -197,7 +230,15 @@ impl Wal {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::WalPoisoned);
         }
-        let body = codec::encode(batch);
+        let body = codec::encode(batch)?;
+        if body.len() > MAX_RECORD_BYTES {
+            return Err(Error::Codec {
+                reason: format!(
+                    "batch encodes to {} bytes, more than the {MAX_RECORD_BYTES} a record may hold",
+                    body.len()
+                ),
+            });
+        }
         let (reply, receiver) = oneshot::channel();
         self.sender
             .as_ref()
@@ -441,6 +482,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
 /// Reads every segment, replays intact records, truncates a torn tail of the last segment.
 fn recover(
     dir: &Path,
+    max_torn_bytes: usize,
     replay: &mut impl FnMut(WalSeq, TelemetryBatch) -> Result<(), Error>,
 ) -> Result<RecoveryReport, Error> {
     let segments = list_segments(dir)?;
@@ -458,7 +500,7 @@ fn recover(
                 path: path.clone(),
                 source,
             })?;
-        if report.records > 0 && *first_seq != report.next_seq {
+        if index > 0 && *first_seq != report.next_seq {
             return Err(Error::WalCorrupt {
                 path: path.clone(),
                 offset: 0,
@@ -468,8 +510,12 @@ fn recover(
                 ),
             });
         }
-        let (good_len, problem) =
-            scan_segment(path, &bytes, *first_seq, &mut |offset, seq, body| {
+        let (good_len, damage) = scan_segment(
+            path,
+            &bytes,
+            *first_seq,
+            max_torn_bytes,
+            &mut |offset, seq, body| {
                 let batch = codec::decode(body).map_err(|error| Error::WalCorrupt {
                     path: path.clone(),
                     offset: offset as u64,
@@ -481,21 +527,26 @@ fn recover(
                 report.records += 1;
                 report.next_seq = seq + 1;
                 Ok(())
-            })?;
+            },
+        )?;
         if report.records == 0 {
             report.next_seq = report.next_seq.max(*first_seq);
         }
-        if let Some(reason) = problem {
-            if !is_last {
+        let reason = match damage {
+            None => continue,
+            Some(Damage::Torn { reason }) if is_last => reason,
+            Some(Damage::Torn { reason } | Damage::Corrupt { reason }) => {
                 return Err(Error::WalCorrupt {
                     path: path.clone(),
                     offset: good_len as u64,
                     reason,
                 });
             }
+        };
+        {
             tracing::warn!(path = %path.display(), offset = good_len, %reason, "truncating torn WAL tail");
             if good_len < MAGIC.len() {
-                // Torn while its header was written: it holds nothing, so it goes.
+                // Torn while its header was written (a prefix of it): it holds nothing.
                 fs::remove_file(path)
                     .map_err(|source| Error::WalIo {
                         path: path.clone(),
@@ -525,17 +576,59 @@ fn recover(
     Ok(report)
 }
 
+/// Why a segment scan stopped early.
+#[derive(Debug)]
+enum Damage {
+    /// What a crash during the last write leaves: the damage reaches the end of the file
+    /// within one frame's size (a cut-short frame, or a frame followed only by zeros).
+    Torn { reason: String },
+    /// Anything else: bytes that were synced (and acknowledged) are damaged.
+    Corrupt { reason: String },
+}
+
 /// Walks the frames of one segment, passing each record (with its frame's offset) to
-/// `on_record`. Returns how many leading bytes are good and, if the walk stopped early, why.
+/// `on_record`. Returns how many leading bytes are good and, if the walk stopped early,
+/// what kind of damage stopped it. `max_torn_bytes` bounds what one unfinished write can
+/// leave behind.
 fn scan_segment(
     path: &Path,
     bytes: &[u8],
     first_seq: u64,
+    max_torn_bytes: usize,
     on_record: &mut impl FnMut(usize, u64, &[u8]) -> Result<(), Error>,
-) -> Result<(usize, Option<String>), Error> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Ok((0, Some("missing segment header".to_owned())));
+) -> Result<(usize, Option<Damage>), Error> {
+    if bytes.len() < MAGIC.len() {
+        let damage = if MAGIC.starts_with(bytes) {
+            Damage::Torn {
+                reason: "segment header cut short".to_owned(),
+            }
+        } else {
+            Damage::Corrupt {
+                reason: "damaged segment header".to_owned(),
+            }
+        };
+        return Ok((0, Some(damage)));
     }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Ok((
+            0,
+            Some(Damage::Corrupt {
+                reason: "damaged segment header".to_owned(),
+            }),
+        ));
+    }
+    // Damage at `pos` is a torn write only if everything from there to the end of the
+    // file could be one unfinished frame.
+    let classify = |pos: usize, frame_end: Option<usize>, reason: String| {
+        let tail = &bytes[pos..];
+        let reaches_end =
+            frame_end.is_none_or(|end| end >= bytes.len()) || tail.iter().all(|b| *b == 0);
+        if tail.len() <= max_torn_bytes && reaches_end {
+            Damage::Torn { reason }
+        } else {
+            Damage::Corrupt { reason }
+        }
+    };
     let mut decompressor = zstd::bulk::Decompressor::new().map_err(|source| Error::Codec {
         reason: format!("zstd: {source}"),
     })?;
@@ -543,7 +636,8 @@ fn scan_segment(
     let mut expected_seq = first_seq;
     while pos < bytes.len() {
         let Some(header) = bytes.get(pos..pos + FRAME_HEADER) else {
-            return Ok((pos, Some("frame header cut short".to_owned())));
+            let damage = classify(pos, None, "frame header cut short".to_owned());
+            return Ok((pos, Some(damage)));
         };
         let word = |at: usize| {
             u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
@@ -552,30 +646,35 @@ fn scan_segment(
         let crc = word(4);
         let seq = u64::from(word(8)) | u64::from(word(12)) << 32;
         let count = word(16);
-        let Some(compressed) = bytes.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else {
-            return Ok((pos, Some(format!("frame of {len} bytes cut short"))));
+        let frame_end = pos + FRAME_HEADER + len;
+        let Some(compressed) = bytes.get(pos + FRAME_HEADER..frame_end) else {
+            let damage = classify(pos, None, format!("frame of {len} bytes cut short"));
+            return Ok((pos, Some(damage)));
         };
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&header[8..FRAME_HEADER]);
         hasher.update(compressed);
         if hasher.finalize() != crc {
-            return Ok((pos, Some("checksum mismatch".to_owned())));
-        }
-        if seq != expected_seq {
-            return Ok((
-                pos,
-                Some(format!(
-                    "frame starts at record {seq}, expected {expected_seq}"
-                )),
-            ));
+            let damage = classify(pos, Some(frame_end), "checksum mismatch".to_owned());
+            return Ok((pos, Some(damage)));
         }
         let corrupt = |reason: String| Error::WalCorrupt {
             path: path.to_path_buf(),
             offset: pos as u64,
             reason: format!("frame passed its checksum but {reason}"),
         };
+        if seq != expected_seq {
+            return Err(corrupt(format!(
+                "starts at record {seq} where {expected_seq} was expected"
+            )));
+        }
+        // zstd records the frame's size; allocate exactly that, within a cap.
+        let raw_len = match zstd::zstd_safe::get_frame_content_size(compressed) {
+            Ok(Some(n)) if n <= MAX_FRAME_RAW_BYTES as u64 => n as usize,
+            _ => return Err(corrupt("has no valid content size".to_owned())),
+        };
         let raw = decompressor
-            .decompress(compressed, MAX_FRAME_RAW_BYTES)
+            .decompress(compressed, raw_len)
             .map_err(|source| corrupt(format!("does not decompress: {source}")))?;
         let mut at = 0;
         for i in 0..u64::from(count) {
@@ -595,7 +694,7 @@ fn scan_segment(
             )));
         }
         expected_seq = seq + u64::from(count);
-        pos += FRAME_HEADER + len;
+        pos = frame_end;
     }
     Ok((pos, None))
 }

@@ -17,8 +17,39 @@ const BODY_VERSION: u8 = 1;
 /// Caps that keep a damaged record from allocating without bound.
 pub const MAX_ROWS_PER_BATCH: usize = 1 << 20;
 
-/// Encodes a batch into a record body.
-pub fn encode(batch: &TelemetryBatch) -> Vec<u8> {
+/// Encodes a batch into a record body. Refuses what [`decode`] would refuse, so that an
+/// acknowledged record always replays.
+pub fn encode(batch: &TelemetryBatch) -> Result<Vec<u8>, Error> {
+    let m = &batch.micro;
+    let n = m.serial.len();
+    let lengths = [
+        m.time_us.len(),
+        m.interval_s.len(),
+        m.energy_j.len(),
+        m.ac_power_w.len(),
+        m.dc_voltage_mv.len(),
+        m.dc_current_ma.len(),
+        m.ac_voltage_mv.len(),
+        m.ac_frequency_mhz.len(),
+        m.temperature_c.len(),
+        m.status.len(),
+    ];
+    if lengths.iter().any(|len| *len != n) {
+        return Err(Error::Codec {
+            reason: format!("microinverter columns of unequal length: {n} serials, {lengths:?}"),
+        });
+    }
+    let rows = [
+        n,
+        batch.meters.len(),
+        batch.batteries.len(),
+        batch.events.len(),
+    ];
+    if rows.iter().any(|r| *r > MAX_ROWS_PER_BATCH) {
+        return Err(Error::Codec {
+            reason: format!("batch has {rows:?} rows; at most {MAX_ROWS_PER_BATCH} of each kind"),
+        });
+    }
     let mut w = Writer::with_capacity(64 + batch.micro.len() * 16);
     w.u8(BODY_VERSION);
     w.varint(batch.gateway.value());
@@ -83,7 +114,7 @@ pub fn encode(batch: &TelemetryBatch) -> Vec<u8> {
         });
     }
 
-    w.buf
+    Ok(w.buf)
 }
 
 /// Decodes a record body written by [`encode`].

@@ -12,7 +12,7 @@ fn generated_batches_round_trip() {
     let mut readings = 0;
     let mut bytes = 0;
     for batch in &batches {
-        let body = encode(batch);
+        let body = encode(batch).unwrap();
         assert_eq!(&decode(&body).unwrap(), batch);
         readings += batch.reading_count();
         bytes += body.len();
@@ -25,7 +25,7 @@ fn generated_batches_round_trip() {
 #[test]
 fn every_truncation_of_a_body_is_an_error() {
     let batch = &sample_batches(1)[40];
-    let body = encode(batch);
+    let body = encode(batch).unwrap();
     for cut in 0..body.len() {
         assert!(decode(&body[..cut]).is_err(), "cut at {cut} decoded");
     }

@@ -236,3 +236,85 @@ fn old_segments_can_be_removed_once_persisted() {
     assert_eq!(replayed[0].0, keep_from);
     assert_eq!(replayed.last().unwrap().1, *batches.last().unwrap());
 }
+
+/// Three single-frame appends in one segment; returns the segment path and frame ends.
+fn three_frames(dir: &Path) -> (PathBuf, Vec<u64>) {
+    let mut config = WalConfig::for_tests(dir);
+    config.segment_bytes = u64::MAX;
+    let (wal, _) = Wal::open(config, |_, _| Ok(())).unwrap();
+    let mut ends = Vec::new();
+    for batch in &sample_batches(1)[..3] {
+        wal.append(batch).unwrap().wait().unwrap();
+        ends.push(fs::metadata(&segments(dir)[0]).unwrap().len());
+    }
+    (segments(dir)[0].clone(), ends)
+}
+
+#[test]
+fn damage_before_the_end_of_the_last_segment_is_corruption_not_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, ends) = three_frames(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    // Inside the first frame's body: two acknowledged frames follow it.
+    bytes[30] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let error = Wal::open(WalConfig::for_tests(dir.path()), |_, _| Ok(()))
+        .err()
+        .expect("acknowledged data must not be truncated away");
+    assert!(
+        matches!(error, Error::WalCorrupt { offset: 8, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        ends[2],
+        "nothing truncated"
+    );
+}
+
+#[test]
+fn a_zero_filled_tail_is_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, ends) = three_frames(dir.path());
+    // A crash after the file grew but before the last frame's data reached the disk.
+    let mut bytes = fs::read(&path).unwrap();
+    for b in &mut bytes[ends[1] as usize..] {
+        *b = 0;
+    }
+    fs::write(&path, &bytes).unwrap();
+    let (_, replayed, report) = open(dir.path());
+    assert_eq!(replayed.len(), 2);
+    assert_eq!(report.truncated_bytes, ends[2] - ends[1]);
+}
+
+#[test]
+fn a_second_writer_on_the_same_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _, _) = open(dir.path());
+    let error = Wal::open(WalConfig::for_tests(dir.path()), |_, _| Ok(()))
+        .err()
+        .expect("a second WAL must not open the same folder");
+    assert!(matches!(error, Error::WalLocked { .. }), "{error}");
+    drop(first);
+    let _reopened = open(dir.path());
+}
+
+#[test]
+fn a_batch_that_could_not_be_replayed_is_refused_before_it_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _, _) = open(dir.path());
+    let mut batch = sample_batches(1)
+        .into_iter()
+        .find(|b| !b.micro.is_empty())
+        .unwrap();
+    batch.micro.energy_j.pop();
+    let error = wal
+        .append(&batch)
+        .expect_err("unequal columns must be refused");
+    assert!(error.to_string().contains("unequal length"), "{error}");
+    // The WAL keeps working, and the log holds nothing bad.
+    wal.append(&sample_batches(1)[0]).unwrap().wait().unwrap();
+    drop(wal);
+    let (_, replayed, _) = open(dir.path());
+    assert_eq!(replayed.len(), 1);
+}
