@@ -30,4 +30,37 @@ pub enum Error {
     WalClosed,
     #[error("record body: {reason}")]
     Codec { reason: String },
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("object store: {context}: {source}")]
+    Storage {
+        context: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("Parquet: {context}: {source}")]
+    Parquet {
+        context: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("Arrow: {context}: {source}")]
+    Arrow {
+        context: String,
+        source: arrow::error::ArrowError,
+    },
+    #[error("manifest version {version} is unusable: {reason}")]
+    Manifest { version: u64, reason: String },
+    #[error("table {table}: {reason}")]
+    Schema { table: &'static str, reason: String },
+    #[error("unknown table {name:?}")]
+    UnknownTable { name: String },
+    #[error(
+        "the WAL would number new records from {wal_next_seq}, but the manifest already covers records up to {persisted_wal_seq}: the WAL folder was replaced or removed; restore it or move the data folder aside"
+    )]
+    WalBehindManifest {
+        wal_next_seq: u64,
+        persisted_wal_seq: u64,
+    },
 }

@@ -12,9 +12,16 @@
 //!
 //! The write buffer, Parquet partitions, rollups and the registry are built on these types (see `ARCHITECTURE.md` at the workspace root for the plan and its status).
 
+pub mod buffer;
+pub mod dedup;
+pub mod directory;
 pub mod error;
 pub mod failpoint;
 pub mod ids;
+pub mod manifest;
+pub mod storage;
+pub mod store;
+pub mod tables;
 pub mod telemetry;
 pub mod time;
 pub mod wal;

@@ -119,10 +119,28 @@ pub struct WalStats {
 
 type Reply = oneshot::Sender<Result<WalSeq, Error>>;
 
+/// What the writer thread is asked to do.
+// Appends are the hot path and rolls are rare: boxing the append would allocate per batch.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Append(Request),
+    /// Start a new segment (if the current one holds records), so that everything written
+    /// so far can be removed once persisted.
+    Roll(oneshot::Sender<Result<(), Error>>),
+}
+
 struct Request {
     body: Vec<u8>,
+    /// Handed to the [`DurableSink`] once the record is durable (appends made with
+    /// [`Wal::append_owned`]).
+    batch: Option<TelemetryBatch>,
     reply: Reply,
 }
+
+/// Receives every record appended with [`Wal::append_owned`] once it is durable, in WAL order,
+/// one commit group at a time, before any append of the group is acknowledged. Runs on the
+/// writer thread: it must be quick and must not wait for the WAL.
+pub type DurableSink = Box<dyn FnMut(&mut Vec<(WalSeq, TelemetryBatch)>) + Send>;
 
 /// An append that completes when its record is durable.
 #[derive(Debug)]
@@ -146,7 +164,7 @@ impl PendingAppend {
 pub struct Wal {
     /// Held for the WAL's lifetime; the OS releases it when the process dies.
     _lock: File,
-    sender: Option<SyncSender<Request>>,
+    sender: Option<SyncSender<Command>>,
     writer: Option<JoinHandle<()>>,
     poisoned: Arc<AtomicBool>,
     stats: Arc<WalStats>,
@@ -157,7 +175,17 @@ impl Wal {
     /// record is passed to `replay` in order before any new append is accepted.
     pub fn open(
         config: WalConfig,
+        replay: impl FnMut(WalSeq, TelemetryBatch) -> Result<(), Error>,
+    ) -> Result<(Self, RecoveryReport), Error> {
+        Self::open_with_sink(config, replay, None)
+    }
+
+    /// Like [`Wal::open`], with a sink that sees every durable record appended with
+    /// [`Wal::append_owned`] (the engine's write buffer).
+    pub fn open_with_sink(
+        config: WalConfig,
         mut replay: impl FnMut(WalSeq, TelemetryBatch) -> Result<(), Error>,
+        sink: Option<DurableSink>,
     ) -> Result<(Self, RecoveryReport), Error> {
         fs::create_dir_all(&config.dir).map_err(|source| Error::WalIo {
             path: config.dir.clone(),
@@ -204,6 +232,8 @@ impl Wal {
             next_seq: report.next_seq,
             poisoned: Arc::clone(&poisoned),
             stats: Arc::clone(&stats),
+            sink,
+            durable: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
@@ -227,6 +257,17 @@ impl Wal {
     /// Queues a batch; the returned handle completes once it is durable. Blocks while the
     /// writer's queue is full.
     pub fn append(&self, batch: &TelemetryBatch) -> Result<PendingAppend, Error> {
+        let body = self.encode(batch)?;
+        self.send(body, None)
+    }
+
+    /// Like [`Wal::append`], and hands the batch to the [`DurableSink`] once it is durable.
+    pub fn append_owned(&self, batch: TelemetryBatch) -> Result<PendingAppend, Error> {
+        let body = self.encode(&batch)?;
+        self.send(body, Some(batch))
+    }
+
+    fn encode(&self, batch: &TelemetryBatch) -> Result<Vec<u8>, Error> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::WalPoisoned);
         }
@@ -239,17 +280,41 @@ impl Wal {
                 ),
             });
         }
+        Ok(body)
+    }
+
+    fn send(&self, body: Vec<u8>, batch: Option<TelemetryBatch>) -> Result<PendingAppend, Error> {
         let (reply, receiver) = oneshot::channel();
         self.sender
             .as_ref()
             .ok_or(Error::WalClosed)?
-            .send(Request { body, reply })
+            .send(Command::Append(Request { body, batch, reply }))
             .map_err(|_| Error::WalClosed)?;
         Ok(PendingAppend { reply: receiver })
     }
 
     pub fn stats(&self) -> &WalStats {
         &self.stats
+    }
+
+    /// Closes the current segment (if it holds records) and starts a new one, so that every
+    /// record written so far can be removed by [`Wal::remove_segments_before`].
+    pub async fn roll_segment(&self) -> Result<(), Error> {
+        let (reply, receiver) = oneshot::channel();
+        self.sender
+            .as_ref()
+            .ok_or(Error::WalClosed)?
+            .send(Command::Roll(reply))
+            .map_err(|_| Error::WalClosed)?;
+        receiver.await.unwrap_or(Err(Error::WalClosed))
+    }
+
+    /// The first record number of the oldest segment in `dir`, if there is one.
+    pub fn first_seq_on_disk(dir: &Path) -> Result<Option<WalSeq>, Error> {
+        if !dir.exists() {
+            return Ok(None);
+        }
+        Ok(list_segments(dir)?.first().map(|(first, _)| WalSeq(*first)))
     }
 
     /// Deletes whole segments whose every record is below `seq` (they are persisted
@@ -297,32 +362,63 @@ struct Writer {
     next_seq: u64,
     poisoned: Arc<AtomicBool>,
     stats: Arc<WalStats>,
+    sink: Option<DurableSink>,
+    durable: Vec<(WalSeq, TelemetryBatch)>,
 }
 
 impl Writer {
-    fn run(mut self, requests: Receiver<Request>) {
+    fn run(mut self, requests: Receiver<Command>) {
         let mut group: Vec<Request> = Vec::new();
         let mut raw = Vec::new();
         let mut frame = Vec::new();
-        while let Ok(first) = requests.recv() {
+        while let Ok(command) = requests.recv() {
+            let first = match command {
+                Command::Append(request) => request,
+                Command::Roll(reply) => {
+                    let _ = reply.send(self.roll());
+                    continue;
+                }
+            };
+            let mut roll_after = None;
             group.push(first);
             let deadline = Instant::now() + self.config.flush_interval;
             let mut group_bytes = group[0].body.len();
             while group_bytes < self.config.max_group_bytes {
-                let next = match requests.try_recv() {
-                    Ok(request) => request,
+                let command = match requests.try_recv() {
+                    Ok(command) => command,
                     Err(_) => match requests
                         .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     {
-                        Ok(request) => request,
+                        Ok(command) => command,
                         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                     },
                 };
-                group_bytes += next.body.len();
-                group.push(next);
+                match command {
+                    Command::Append(next) => {
+                        group_bytes += next.body.len();
+                        group.push(next);
+                    }
+                    Command::Roll(reply) => {
+                        roll_after = Some(reply);
+                        break;
+                    }
+                }
             }
             self.commit(&mut group, &mut raw, &mut frame);
+            if let Some(reply) = roll_after {
+                let _ = reply.send(self.roll());
+            }
         }
+    }
+
+    fn roll(&mut self) -> Result<(), Error> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::WalPoisoned);
+        }
+        if self.segment.len > MAGIC.len() as u64 {
+            self.segment = open_segment(&self.config.dir, self.next_seq)?;
+        }
+        Ok(())
     }
 
     /// Writes and syncs a group as one frame, then answers every append in it.
@@ -354,6 +450,17 @@ impl Writer {
                 self.stats
                     .raw_bytes
                     .fetch_add(raw.len() as u64, Ordering::Relaxed);
+                if let Some(sink) = self.sink.as_mut() {
+                    self.durable.clear();
+                    for (i, request) in group.iter_mut().enumerate() {
+                        if let Some(batch) = request.batch.take() {
+                            self.durable.push((WalSeq(first_seq + i as u64), batch));
+                        }
+                    }
+                    if !self.durable.is_empty() {
+                        sink(&mut self.durable);
+                    }
+                }
                 for (i, request) in group.drain(..).enumerate() {
                     let _ = request.reply.send(Ok(WalSeq(first_seq + i as u64)));
                 }

@@ -3,6 +3,7 @@
 
 mod codec;
 mod crash;
+mod store;
 mod wal;
 
 use sunfleet_engine::telemetry::TelemetryBatch;

@@ -1,0 +1,709 @@
+//! The telemetry store: WAL → write buffer → Parquet partitions listed by a manifest.
+//!
+//! - [`Store::append`] puts a gateway batch in the WAL; once it is durable the WAL's writer
+//!   applies it to the write buffer and only then acknowledges it, so an acknowledged batch
+//!   is readable at once.
+//! - [`Store::persist`] freezes the buffer, writes one sorted, duplicate-free Parquet file
+//!   per (table, UTC day) it holds, stores a new manifest listing them, and only then drops
+//!   WAL segments the manifest covers.
+//! - [`Store::compact`] merges the files of a day into one (the latest ingest of a key wins).
+//! - [`Store::drop_days_before`] removes whole days (retention).
+//! - [`Store::snapshot`] gives readers a consistent view: the manifest's files for a range
+//!   plus the buffered batches, in precedence order. Files replaced by compaction or dropped
+//!   by retention are deleted only once no snapshot refers to the manifest that listed them.
+//!
+//! Persist, compaction and retention take turns (one maintenance lock); appends and reads
+//! go on meanwhile.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arrow::array::{Array, BooleanArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use roaring::RoaringBitmap;
+
+use crate::Error;
+use crate::buffer::WriteBuffer;
+use crate::dedup::sort_dedup;
+use crate::directory::DeviceDirectory;
+use crate::failpoint;
+use crate::manifest::{FileEntry, MANIFEST_DIR, Manifest};
+use crate::storage::{FileKind, ObjectStorage, StorageLocation, decode_parquet, encode_parquet};
+use crate::tables::{DEVICE_ID, SYSTEM_ID, TIME, Table};
+use crate::telemetry::TelemetryBatch;
+use crate::time::{CivilDate, MICROS_PER_DAY};
+use crate::wal::{PendingAppend, RecoveryReport, Wal, WalConfig, WalSeq};
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub wal: WalConfig,
+    /// Where partition files and manifests go.
+    pub storage: StorageLocation,
+    /// Persist once the buffer holds this many rows …
+    pub persist_rows: usize,
+    /// … or this long after the last persist.
+    pub persist_interval: Duration,
+    /// Compact a day once it has this many files.
+    pub compact_min_files: usize,
+    /// Drop days older than this many days (none: keep everything).
+    pub retention_days: Option<u32>,
+}
+
+impl StoreConfig {
+    /// Production defaults with everything under `data_dir` (`wal/`, `parquet/`).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            wal: WalConfig::new(data_dir.join("wal")),
+            storage: StorageLocation::Local(data_dir.join("parquet")),
+            persist_rows: 8_000_000,
+            persist_interval: Duration::from_secs(60),
+            compact_min_files: 4,
+            retention_days: None,
+        }
+    }
+
+    /// Quick WAL settings and small thresholds for tests.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            wal: WalConfig::for_tests(data_dir.join("wal")),
+            persist_rows: 100_000,
+            compact_min_files: 2,
+            ..Self::new(data_dir)
+        }
+    }
+}
+
+/// What a reader asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadRequest {
+    pub table: Table,
+    /// Inclusive start, UTC microseconds.
+    pub start_us: i64,
+    /// Exclusive end, UTC microseconds.
+    pub end_us: i64,
+    /// Only these systems (none: all).
+    pub systems: Option<RoaringBitmap>,
+}
+
+impl ReadRequest {
+    pub fn days(table: Table, first: CivilDate, last: CivilDate) -> Self {
+        Self {
+            table,
+            start_us: first.start_micros(),
+            end_us: last.start_micros() + MICROS_PER_DAY,
+            systems: None,
+        }
+    }
+
+    fn first_day(&self) -> CivilDate {
+        CivilDate::of_timestamp(self.start_us)
+    }
+
+    fn last_day(&self) -> CivilDate {
+        CivilDate::of_timestamp(self.end_us - 1)
+    }
+}
+
+/// A consistent view for one read: files, then buffered batches, oldest ingest first. On a
+/// duplicate key the later one wins. Files stay in the store while this is alive.
+#[derive(Debug, Clone)]
+pub struct ReadSnapshot {
+    pub manifest: Arc<Manifest>,
+    /// Files that may hold rows of the request, by generation.
+    pub files: Vec<FileEntry>,
+    /// Buffered rows of the request's days (not filtered further), oldest first.
+    pub buffered: Vec<RecordBatch>,
+}
+
+/// What [`Store::persist`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersistReport {
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub persisted_wal_seq: u64,
+    pub wal_segments_removed: usize,
+}
+
+struct State {
+    active: WriteBuffer,
+    /// A buffer being written out (or whose persist failed and will be retried).
+    frozen: Option<Arc<WriteBuffer>>,
+    manifest: Arc<Manifest>,
+    /// Files no manifest lists any more, deleted once no snapshot holds the manifest.
+    retired: Vec<(Arc<Manifest>, Vec<String>)>,
+}
+
+/// The telemetry store. See the module documentation.
+pub struct Store {
+    state: Arc<Mutex<State>>,
+    wal: Wal,
+    wal_dir: PathBuf,
+    storage: ObjectStorage,
+    config: StoreConfig,
+    maintenance: tokio::sync::Mutex<()>,
+    recovery: RecoveryReport,
+    replayed_records: u64,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Store {
+    /// Opens the store: loads the newest valid manifest, replays the WAL records it does not
+    /// cover into the buffer, and removes files a crash left unlisted.
+    pub async fn open(config: StoreConfig, devices: DeviceDirectory) -> Result<Self, Error> {
+        let storage = ObjectStorage::open(&config.storage)?;
+        let wal_dir = config.wal.dir.clone();
+        let manifest = load_manifest(&storage, &wal_dir).await?;
+        let persisted = manifest.persisted_wal_seq;
+        let state = Arc::new(Mutex::new(State {
+            active: WriteBuffer::new(),
+            frozen: None,
+            manifest: Arc::new(manifest),
+            retired: Vec::new(),
+        }));
+        let replay_state = Arc::clone(&state);
+        let replay_devices = devices.clone();
+        let replayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let replay_count = Arc::clone(&replayed);
+        let sink_state = Arc::clone(&state);
+        let wal_config = config.wal.clone();
+        let (wal, recovery) = tokio::task::spawn_blocking(move || {
+            Wal::open_with_sink(
+                wal_config,
+                move |seq, batch| {
+                    if seq.0 > persisted {
+                        replay_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        replay_devices
+                            .read(|map| lock(&replay_state).active.apply(seq, &batch, map));
+                    }
+                    Ok(())
+                },
+                Some(Box::new(
+                    move |records: &mut Vec<(WalSeq, TelemetryBatch)>| {
+                        devices.read(|map| {
+                            let mut state = lock(&sink_state);
+                            for (seq, batch) in records.drain(..) {
+                                state.active.apply(seq, &batch, map);
+                            }
+                        })
+                    },
+                )),
+            )
+        })
+        .await
+        .map_err(|e| Error::Io {
+            path: wal_dir.clone(),
+            source: std::io::Error::other(e),
+        })??;
+        if recovery.next_seq <= persisted {
+            return Err(Error::WalBehindManifest {
+                wal_next_seq: recovery.next_seq,
+                persisted_wal_seq: persisted,
+            });
+        }
+        let store = Self {
+            state,
+            wal,
+            wal_dir,
+            storage,
+            config,
+            maintenance: tokio::sync::Mutex::new(()),
+            recovery,
+            replayed_records: replayed.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        store.remove_unlisted_files().await?;
+        Ok(store)
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn storage(&self) -> &ObjectStorage {
+        &self.storage
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// What WAL recovery found when the store was opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// WAL records replayed into the buffer at open (those no manifest covered).
+    pub fn replayed_records(&self) -> u64 {
+        self.replayed_records
+    }
+
+    /// Queues a batch; the handle resolves once it is durable and readable.
+    pub fn append(&self, batch: TelemetryBatch) -> Result<PendingAppend, Error> {
+        self.wal.append_owned(batch)
+    }
+
+    /// Rows in the write buffer (including one being persisted).
+    pub fn buffered_rows(&self) -> usize {
+        let state = lock(&self.state);
+        state.active.rows() + state.frozen.as_ref().map_or(0, |f| f.rows())
+    }
+
+    pub fn manifest(&self) -> Arc<Manifest> {
+        Arc::clone(&lock(&self.state).manifest)
+    }
+
+    /// A consistent view of everything that may hold rows for `request`.
+    pub fn snapshot(&self, request: &ReadRequest) -> ReadSnapshot {
+        let (first, last) = (request.first_day(), request.last_day());
+        let mut state = lock(&self.state);
+        state.active.seal_all();
+        let manifest = Arc::clone(&state.manifest);
+        let files = manifest.select(
+            request.table,
+            request.start_us,
+            request.end_us,
+            request.systems.as_ref(),
+        );
+        let mut buffered: Vec<RecordBatch> = Vec::new();
+        for buffer in state.frozen.iter().map(|f| &**f).chain([&state.active]) {
+            buffered.extend(
+                buffer
+                    .batches(request.table, first, last)
+                    .into_iter()
+                    .map(|(_, b)| b),
+            );
+        }
+        ReadSnapshot {
+            manifest,
+            files,
+            buffered,
+        }
+    }
+
+    /// The rows for `request`, deduplicated (latest ingest wins), in storage order.
+    /// Materialises the answer: for exports, rollups and tests, not for large scans.
+    pub async fn read(&self, request: &ReadRequest) -> Result<RecordBatch, Error> {
+        let snapshot = self.snapshot(request);
+        let mut batches = Vec::new();
+        for file in &snapshot.files {
+            let bytes = self.storage.get(&file.path).await?;
+            batches.extend(decode_parquet(&file.path, bytes)?);
+        }
+        batches.extend(snapshot.buffered);
+        let table = request.table;
+        let rows = tokio::task::spawn_blocking(move || sort_dedup(table, &batches))
+            .await
+            .map_err(join_error)??;
+        filter_rows(&rows, request)
+    }
+
+    /// Writes the write buffer out as Parquet, then truncates the WAL it covered.
+    pub async fn persist(&self) -> Result<PersistReport, Error> {
+        let _turn = self.maintenance.lock().await;
+        let frozen = {
+            let mut state = lock(&self.state);
+            match &state.frozen {
+                // A persist that failed earlier: retry it before taking newer rows.
+                Some(frozen) => Arc::clone(frozen),
+                None if state.active.is_empty() => return Ok(PersistReport::default()),
+                None => {
+                    let mut buffer = std::mem::take(&mut state.active);
+                    buffer.seal_all();
+                    let frozen = Arc::new(buffer);
+                    state.frozen = Some(Arc::clone(&frozen));
+                    frozen
+                }
+            }
+        };
+        let Some(last_seq) = frozen.last_seq() else {
+            lock(&self.state).frozen = None;
+            return Ok(PersistReport::default());
+        };
+        let base = self.manifest();
+        let mut generation = base.next_generation.max(1);
+        let mut report = PersistReport {
+            persisted_wal_seq: last_seq.0,
+            ..PersistReport::default()
+        };
+        let mut new_files = Vec::new();
+        for (table, day, batches) in frozen.all_batches() {
+            let path = file_path(table, day, &format!("{generation:020}"));
+            let entry = self
+                .write_file(table, day, generation, path, FileKind::Persisted, batches)
+                .await?;
+            if let Some(entry) = entry {
+                report.files += 1;
+                report.rows += entry.rows;
+                report.bytes += entry.bytes;
+                new_files.push(entry);
+                generation += 1;
+            }
+        }
+        failpoint::hit("persist-before-manifest");
+        let mut files = base.files.clone();
+        files.extend(new_files);
+        let manifest = Manifest {
+            version: base.version + 1,
+            persisted_wal_seq: last_seq.0,
+            next_generation: generation,
+            files,
+        };
+        self.install_manifest(manifest, Vec::new(), |state| state.frozen = None)
+            .await?;
+        failpoint::hit("persist-after-manifest");
+        // Records after `last_seq` may share its segment: start a new one so this one can go.
+        self.wal.roll_segment().await?;
+        report.wal_segments_removed =
+            Wal::remove_segments_before(&self.wal_dir, WalSeq(last_seq.0 + 1))?;
+        tracing::debug!(?report, "persisted write buffer");
+        Ok(report)
+    }
+
+    /// Merges the files of every (table, day) that has at least `compact_min_files` into one.
+    /// Returns how many days were compacted.
+    pub async fn compact(&self) -> Result<usize, Error> {
+        let min_files = self.config.compact_min_files.max(2);
+        let due: Vec<(Table, CivilDate)> = {
+            let manifest = self.manifest();
+            let mut counts = std::collections::BTreeMap::new();
+            for file in &manifest.files {
+                *counts.entry((file.table, file.day)).or_insert(0usize) += 1;
+            }
+            counts
+                .into_iter()
+                .filter(|&(_, count)| count >= min_files)
+                .map(|(day, _)| day)
+                .collect()
+        };
+        let mut compacted = 0;
+        for (table, day) in due {
+            if self.compact_day(table, day).await? {
+                compacted += 1;
+            }
+        }
+        Ok(compacted)
+    }
+
+    /// Merges every file of one (table, day) into one sorted, duplicate-free file.
+    pub async fn compact_day(&self, table: Table, day: CivilDate) -> Result<bool, Error> {
+        let _turn = self.maintenance.lock().await;
+        let base = self.manifest();
+        let mut inputs: Vec<FileEntry> = base
+            .files
+            .iter()
+            .filter(|f| f.table == table && f.day == day)
+            .cloned()
+            .collect();
+        if inputs.len() < 2 {
+            return Ok(false);
+        }
+        inputs.sort_by_key(|f| f.generation);
+        let mut batches = Vec::new();
+        for file in &inputs {
+            let bytes = self.storage.get(&file.path).await?;
+            batches.extend(decode_parquet(&file.path, bytes)?);
+        }
+        // The merged file keeps the newest input's generation: files persisted later
+        // still win over it.
+        let generation = inputs.iter().map(|f| f.generation).max().unwrap_or(0);
+        let path = file_path(
+            table,
+            day,
+            &format!("{generation:020}-c{:020}", base.version + 1),
+        );
+        let output = self
+            .write_file(table, day, generation, path, FileKind::Compacted, batches)
+            .await?;
+        failpoint::hit("compact-before-manifest");
+        let input_paths: Vec<String> = inputs.iter().map(|f| f.path.clone()).collect();
+        let mut files: Vec<FileEntry> = base
+            .files
+            .iter()
+            .filter(|f| !input_paths.contains(&f.path))
+            .cloned()
+            .collect();
+        files.extend(output);
+        let manifest = Manifest {
+            version: base.version + 1,
+            files,
+            ..(*base).clone()
+        };
+        drop(base);
+        self.install_manifest(manifest, input_paths, |_| {}).await?;
+        failpoint::hit("compact-after-manifest");
+        self.delete_retired().await?;
+        Ok(true)
+    }
+
+    /// Removes every day before `first_kept` from the manifest (retention); their files are
+    /// deleted once no reader uses them. Returns how many files were dropped.
+    pub async fn drop_days_before(&self, first_kept: CivilDate) -> Result<usize, Error> {
+        let _turn = self.maintenance.lock().await;
+        let base = self.manifest();
+        let (dropped, kept): (Vec<FileEntry>, Vec<FileEntry>) =
+            base.files.iter().cloned().partition(|f| f.day < first_kept);
+        if dropped.is_empty() {
+            return Ok(0);
+        }
+        let manifest = Manifest {
+            version: base.version + 1,
+            files: kept,
+            ..(*base).clone()
+        };
+        let paths = dropped.iter().map(|f| f.path.clone()).collect();
+        drop(base);
+        self.install_manifest(manifest, paths, |_| {}).await?;
+        self.delete_retired().await?;
+        Ok(dropped.len())
+    }
+
+    /// One round of background work: persist when due, compact, apply retention, delete
+    /// retired files. `since_persist` is how long ago the last persist ran.
+    pub async fn maintain(&self, since_persist: Duration) -> Result<bool, Error> {
+        let due = self.buffered_rows() >= self.config.persist_rows
+            || (since_persist >= self.config.persist_interval && self.buffered_rows() > 0);
+        if due {
+            self.persist().await?;
+        }
+        self.compact().await?;
+        if let Some(days) = self.config.retention_days {
+            let today = CivilDate::of_timestamp(now_micros());
+            let days = i32::try_from(days).unwrap_or(i32::MAX);
+            self.drop_days_before(today.add_days(-days)).await?;
+        }
+        self.delete_retired().await?;
+        Ok(due)
+    }
+
+    /// Runs [`Store::maintain`] until `stop` fires, waking every `tick`.
+    pub async fn run_maintenance(
+        self: Arc<Self>,
+        tick: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut last_persist = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = stop.changed() => break,
+            }
+            match self.maintain(last_persist.elapsed()).await {
+                Ok(true) => last_persist = tokio::time::Instant::now(),
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "store maintenance failed; will retry"),
+            }
+        }
+    }
+
+    /// Sorts, deduplicates and stores rows as one file; `None` when there are no rows.
+    async fn write_file(
+        &self,
+        table: Table,
+        day: CivilDate,
+        generation: u64,
+        path: String,
+        kind: FileKind,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Option<FileEntry>, Error> {
+        let encoded = tokio::task::spawn_blocking(move || {
+            let rows = sort_dedup(table, &batches)?;
+            if rows.num_rows() == 0 {
+                return Ok(None);
+            }
+            let entry = describe(table, day, generation, path, &rows)?;
+            let bytes = encode_parquet(table, kind, &rows)?;
+            Ok::<_, Error>(Some((entry, bytes)))
+        })
+        .await
+        .map_err(join_error)??;
+        let Some((mut entry, bytes)) = encoded else {
+            return Ok(None);
+        };
+        entry.bytes = bytes.len() as u64;
+        self.storage.put_durable(&entry.path, bytes).await?;
+        Ok(Some(entry))
+    }
+
+    /// Stores `manifest` durably, then makes it current (running `also` under the same
+    /// lock) and retires `replaced` files.
+    async fn install_manifest(
+        &self,
+        manifest: Manifest,
+        replaced: Vec<String>,
+        also: impl FnOnce(&mut State),
+    ) -> Result<(), Error> {
+        let version = manifest.version;
+        self.storage
+            .put_durable(&Manifest::object_path(version), manifest.encode()?)
+            .await?;
+        {
+            let mut state = lock(&self.state);
+            let old = std::mem::replace(&mut state.manifest, Arc::new(manifest));
+            if !replaced.is_empty() {
+                state.retired.push((old, replaced));
+            }
+            also(&mut state);
+        }
+        // Keep the previous version: recovery falls back to it if the newest is damaged.
+        for (path, _) in self.storage.list(MANIFEST_DIR).await? {
+            if Manifest::version_of(&path).is_some_and(|v| v + 1 < version) {
+                self.storage.delete(&path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes retired files whose manifest no snapshot holds any more.
+    async fn delete_retired(&self) -> Result<(), Error> {
+        let ready: Vec<String> = {
+            let mut state = lock(&self.state);
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.retired)
+                .into_iter()
+                .partition(|(manifest, _)| Arc::strong_count(manifest) == 1);
+            state.retired = waiting;
+            ready.into_iter().flat_map(|(_, paths)| paths).collect()
+        };
+        for path in ready {
+            self.storage.delete(&path).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes table files the manifest does not list (left by a crash mid-persist or
+    /// mid-compaction).
+    async fn remove_unlisted_files(&self) -> Result<(), Error> {
+        let manifest = self.manifest();
+        for table in Table::ALL {
+            for (path, _) in self.storage.list(table.name()).await? {
+                if !manifest.files.iter().any(|f| f.path == path) {
+                    tracing::info!(%path, "removing a file no manifest lists");
+                    self.storage.delete(&path).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join_error(error: tokio::task::JoinError) -> Error {
+    Error::Io {
+        path: PathBuf::from("<worker task>"),
+        source: std::io::Error::other(error),
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// `table/day=YYYY-MM-DD/NAME.parquet`: hive-style, so other engines see the day column.
+fn file_path(table: Table, day: CivilDate, name: &str) -> String {
+    format!("{}/day={day}/{name}.parquet", table.name())
+}
+
+/// The manifest entry for sorted rows (size filled in by the caller).
+fn describe(
+    table: Table,
+    day: CivilDate,
+    generation: u64,
+    path: String,
+    rows: &RecordBatch,
+) -> Result<FileEntry, Error> {
+    let times = typed_column::<TimestampMicrosecondArray>(rows, table, TIME)?;
+    let systems = typed_column::<UInt32Array>(rows, table, SYSTEM_ID)?;
+    let devices = typed_column::<UInt32Array>(rows, table, DEVICE_ID)?;
+    let values = times.values();
+    Ok(FileEntry {
+        table,
+        day,
+        path,
+        generation,
+        rows: rows.num_rows() as u64,
+        bytes: 0,
+        min_time_us: values.iter().copied().min().unwrap_or(0),
+        max_time_us: values.iter().copied().max().unwrap_or(0),
+        systems: systems.values().iter().copied().collect(),
+        devices: devices.values().iter().copied().collect(),
+    })
+}
+
+fn typed_column<'a, T: Array + 'static>(
+    rows: &'a RecordBatch,
+    table: Table,
+    name: &str,
+) -> Result<&'a T, Error> {
+    rows.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| Error::Schema {
+            table: table.name(),
+            reason: format!("column {name} missing or of the wrong type"),
+        })
+}
+
+/// Keeps the rows inside the request's time range and systems.
+fn filter_rows(rows: &RecordBatch, request: &ReadRequest) -> Result<RecordBatch, Error> {
+    let times = typed_column::<TimestampMicrosecondArray>(rows, request.table, TIME)?;
+    let systems = typed_column::<UInt32Array>(rows, request.table, SYSTEM_ID)?;
+    let keep: BooleanArray = times
+        .values()
+        .iter()
+        .zip(systems.values())
+        .map(|(&time, &system)| {
+            Some(
+                time >= request.start_us
+                    && time < request.end_us
+                    && request.systems.as_ref().is_none_or(|s| s.contains(system)),
+            )
+        })
+        .collect();
+    filter_record_batch(rows, &keep).map_err(|source| Error::Arrow {
+        context: format!("filtering {}", request.table),
+        source,
+    })
+}
+
+/// Loads the newest manifest that checks out. A damaged newest version is skipped only when
+/// the WAL still holds every record since the older version's persist point (so nothing it
+/// covered is lost); otherwise opening fails.
+async fn load_manifest(
+    storage: &ObjectStorage,
+    wal_dir: &std::path::Path,
+) -> Result<Manifest, Error> {
+    let mut versions: Vec<(u64, String)> = storage
+        .list(MANIFEST_DIR)
+        .await?
+        .into_iter()
+        .filter_map(|(path, _)| Manifest::version_of(&path).map(|v| (v, path)))
+        .collect();
+    versions.sort();
+    let Some((newest, newest_path)) = versions.pop() else {
+        return Ok(Manifest {
+            next_generation: 1,
+            ..Manifest::default()
+        });
+    };
+    let newest_error = match Manifest::decode(newest, &storage.get(&newest_path).await?) {
+        Ok(manifest) => return Ok(manifest),
+        Err(error) => error,
+    };
+    let Some((previous, previous_path)) = versions.pop() else {
+        return Err(newest_error);
+    };
+    let older = Manifest::decode(previous, &storage.get(&previous_path).await?)?;
+    let wal_first = Wal::first_seq_on_disk(wal_dir)?;
+    if wal_first.is_some_and(|first| first.0 <= older.persisted_wal_seq + 1) {
+        tracing::warn!(error = %newest_error, "newest manifest is damaged; using the previous one, the WAL still covers the difference");
+        return Ok(older);
+    }
+    Err(newest_error)
+}

@@ -1,0 +1,370 @@
+//! The telemetry store: buffer → Parquet → manifest, dedup, compaction, retention, recovery.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
+use sunfleet_engine::Error;
+use sunfleet_engine::directory::{DeviceDirectory, DeviceRef};
+use sunfleet_engine::ids::{BatchSeq, DeviceId, SystemId};
+use sunfleet_engine::manifest::Manifest;
+use sunfleet_engine::store::{ReadRequest, Store, StoreConfig};
+use sunfleet_engine::tables::Table;
+use sunfleet_engine::telemetry::TelemetryBatch;
+use sunfleet_engine::time::CivilDate;
+use sunfleet_fixtures::stream::stream_system;
+use sunfleet_fixtures::{Fleet, FleetConfig};
+
+const DAY: (i32, u32, u32) = (2026, 6, 1);
+
+fn day() -> CivilDate {
+    CivilDate::from_ymd(DAY.0, DAY.1, DAY.2).unwrap()
+}
+
+/// A small fleet's day of uploads and a directory of its devices (system = index + 1).
+fn fleet_day(systems: u32) -> (Vec<TelemetryBatch>, DeviceDirectory) {
+    let fleet = Fleet::new(FleetConfig::new(11, systems, day(), 1));
+    let directory = DeviceDirectory::new();
+    let mut next_device = 1;
+    let mut batches = Vec::new();
+    for spec in fleet.systems() {
+        let system = SystemId(spec.id.0 + 1);
+        let serials = std::iter::once(spec.gateway.serial)
+            .chain(spec.micros.iter().map(|m| m.serial))
+            .chain(spec.production_meter.iter().map(|m| m.serial))
+            .chain(spec.consumption_meter.iter().map(|(m, _)| m.serial))
+            .chain(spec.batteries.iter().map(|b| b.serial));
+        for serial in serials {
+            directory.insert(
+                serial,
+                DeviceRef {
+                    system,
+                    device: DeviceId(next_device),
+                },
+            );
+            next_device += 1;
+        }
+        stream_system(&fleet, spec, |u| batches.push((*u.batch).clone()));
+    }
+    (batches, directory)
+}
+
+async fn append_all(store: &Store, batches: &[TelemetryBatch]) {
+    let pending: Vec<_> = batches
+        .iter()
+        .map(|b| store.append(b.clone()).unwrap())
+        .collect();
+    for p in pending {
+        p.durable().await.unwrap();
+    }
+}
+
+/// (serial, time) → energy_j of every microinverter reading, the latest batch winning.
+fn expected_energy(batches: &[TelemetryBatch]) -> HashMap<(u64, i64), u32> {
+    let mut expected = HashMap::new();
+    for batch in batches {
+        for r in batch.micro.rows() {
+            expected.insert((r.serial.value(), r.time_us), r.energy_j);
+        }
+    }
+    expected
+}
+
+fn energy_by_key(rows: &RecordBatch) -> HashMap<(u64, i64), u32> {
+    let serials = rows
+        .column_by_name("serial")
+        .unwrap()
+        .as_primitive::<UInt64Type>();
+    let times = rows
+        .column_by_name("time")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let energy = rows
+        .column_by_name("energy_j")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let mut out = HashMap::new();
+    for i in 0..rows.num_rows() {
+        let previous = out.insert((serials.value(i), times.value(i)), energy.value(i));
+        assert!(previous.is_none(), "duplicate key in a read");
+    }
+    out
+}
+
+async fn read_day(store: &Store) -> RecordBatch {
+    store
+        .read(&ReadRequest::days(Table::Readings, day(), day()))
+        .await
+        .unwrap()
+}
+
+fn assert_storage_order(rows: &RecordBatch) {
+    let systems = rows
+        .column_by_name("system_id")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let devices = rows
+        .column_by_name("device_id")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let times = rows
+        .column_by_name("time")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    for i in 1..rows.num_rows() {
+        let a = (
+            systems.value(i - 1),
+            devices.value(i - 1),
+            times.value(i - 1),
+        );
+        let b = (systems.value(i), devices.value(i), times.value(i));
+        assert!(a < b, "row {i} out of order: {a:?} then {b:?}");
+    }
+}
+
+fn open(dir: &Path, directory: &DeviceDirectory) -> impl Future<Output = Result<Store, Error>> {
+    Store::open(StoreConfig::for_tests(dir), directory.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_rows_are_readable_before_and_after_persist_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(4);
+    let expected = expected_energy(&batches);
+    assert!(expected.len() > 1000);
+    {
+        let store = open(dir.path(), &directory).await.unwrap();
+        append_all(&store, &batches).await;
+        // Readable from the buffer, before any file exists.
+        assert!(store.manifest().files.is_empty());
+        let rows = read_day(&store).await;
+        assert_eq!(energy_by_key(&rows), expected);
+        assert_storage_order(&rows);
+
+        let report = store.persist().await.unwrap();
+        assert_eq!(report.rows as usize, distinct_rows(&batches));
+        assert!(
+            report.wal_segments_removed > 0,
+            "the WAL it covered is dropped"
+        );
+        assert_eq!(store.buffered_rows(), 0);
+        let rows = read_day(&store).await;
+        assert_eq!(energy_by_key(&rows), expected);
+        assert_storage_order(&rows);
+    }
+    let store = open(dir.path(), &directory).await.unwrap();
+    assert_eq!(store.replayed_records(), 0, "nothing left to replay");
+    assert_eq!(energy_by_key(&read_day(&store).await), expected);
+}
+
+/// Rows of every table once duplicate sends are resolved.
+fn distinct_rows(batches: &[TelemetryBatch]) -> usize {
+    let mut keys = std::collections::HashSet::new();
+    for b in batches {
+        for r in b.micro.rows() {
+            keys.insert((0, r.serial, r.time_us, 0));
+        }
+        for m in &b.meters {
+            keys.insert((1, m.serial, m.time_us, 0));
+        }
+        for r in &b.batteries {
+            keys.insert((2, r.serial, r.time_us, 0));
+        }
+        for e in &b.events {
+            keys.insert((3, e.serial, e.time_us, e.kind.number()));
+        }
+    }
+    keys.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpersisted_rows_come_back_from_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(3);
+    let (first, second) = batches.split_at(batches.len() / 2);
+    {
+        let store = open(dir.path(), &directory).await.unwrap();
+        append_all(&store, first).await;
+        store.persist().await.unwrap();
+        append_all(&store, second).await;
+    }
+    let store = open(dir.path(), &directory).await.unwrap();
+    assert_eq!(store.replayed_records() as usize, second.len());
+    assert_eq!(
+        energy_by_key(&read_day(&store).await),
+        expected_energy(&batches)
+    );
+}
+
+/// One reading, re-sent with a new value: the later ingest must win everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_ingest_wins_in_reads_persist_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(2);
+    let target = batches
+        .iter()
+        .find(|b| !b.micro.is_empty())
+        .unwrap()
+        .clone();
+    let key = (target.micro.serial[0].value(), target.micro.time_us[0]);
+    let mut corrected = target.clone();
+    corrected.seq = BatchSeq(1_000_000);
+    corrected.micro.energy_j[0] = 777_777;
+
+    let store = open(dir.path(), &directory).await.unwrap();
+    append_all(&store, &batches).await;
+    store.persist().await.unwrap();
+    append_all(&store, std::slice::from_ref(&corrected)).await;
+    // The buffer (newer) beats the file.
+    assert_eq!(energy_by_key(&read_day(&store).await)[&key], 777_777);
+    store.persist().await.unwrap();
+    // The newer file beats the older one.
+    assert_eq!(energy_by_key(&read_day(&store).await)[&key], 777_777);
+    let files_before = store.manifest().files.len();
+    // Older again, in the buffer: the original values re-sent win over both files.
+    append_all(&store, std::slice::from_ref(&target)).await;
+    assert_eq!(
+        energy_by_key(&read_day(&store).await)[&key],
+        target.micro.energy_j[0]
+    );
+    store.persist().await.unwrap();
+    assert!(store.compact().await.unwrap() > 0);
+    let manifest = store.manifest();
+    let readings: Vec<_> = manifest
+        .files
+        .iter()
+        .filter(|f| f.table == Table::Readings)
+        .collect();
+    assert_eq!(readings.len(), 1, "one file per day after compaction");
+    assert!(manifest.files.len() < files_before + Table::ALL.len());
+    let rows = read_day(&store).await;
+    assert_eq!(energy_by_key(&rows)[&key], target.micro.energy_j[0]);
+    assert_eq!(energy_by_key(&rows).len(), expected_energy(&batches).len());
+    assert_storage_order(&rows);
+    // Only listed files remain on disk once readers are done.
+    let on_disk = parquet_files(&dir.path().join("parquet"));
+    let listed: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(on_disk.len(), listed.len(), "{on_disk:?} vs {listed:?}");
+}
+
+fn parquet_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_keeps_compacted_files_until_it_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(2);
+    let store = open(dir.path(), &directory).await.unwrap();
+    let (a, b) = batches.split_at(batches.len() / 2);
+    append_all(&store, a).await;
+    store.persist().await.unwrap();
+    append_all(&store, b).await;
+    store.persist().await.unwrap();
+    let request = ReadRequest::days(Table::Readings, day(), day());
+    let snapshot = store.snapshot(&request);
+    assert_eq!(snapshot.files.len(), 2);
+    store.compact().await.unwrap();
+    for file in &snapshot.files {
+        assert!(
+            dir.path().join("parquet").join(&file.path).exists(),
+            "{} deleted under a reader",
+            file.path
+        );
+    }
+    drop(snapshot);
+    store.maintain(std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(
+        parquet_files(&dir.path().join("parquet")).len(),
+        store.manifest().files.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(2);
+    let store = open(dir.path(), &directory).await.unwrap();
+    append_all(&store, &batches).await;
+    store.persist().await.unwrap();
+    assert_eq!(store.drop_days_before(day()).await.unwrap(), 0);
+    let dropped = store.drop_days_before(day().add_days(1)).await.unwrap();
+    assert!(dropped >= 1);
+    assert!(store.manifest().files.iter().all(|f| f.day > day()));
+    assert_eq!(read_day(&store).await.num_rows(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_newest_manifest_falls_back_only_when_the_wal_covers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(2);
+    let (a, b) = batches.split_at(batches.len() / 2);
+    let newest;
+    {
+        let store = open(dir.path(), &directory).await.unwrap();
+        append_all(&store, a).await;
+        store.persist().await.unwrap();
+        append_all(&store, b).await;
+        // A compaction writes a new manifest without truncating the WAL further.
+        store.persist().await.unwrap();
+        store.compact().await.unwrap();
+        newest = store.manifest().version;
+    }
+    let manifest_path = dir
+        .path()
+        .join("parquet")
+        .join(Manifest::object_path(newest));
+    let mut bytes = std::fs::read(&manifest_path).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x20;
+    std::fs::write(&manifest_path, bytes).unwrap();
+    // The previous version (before compaction) covers the same WAL records: safe to use.
+    let store = open(dir.path(), &directory).await.unwrap();
+    assert_eq!(store.manifest().version, newest - 1);
+    assert_eq!(
+        energy_by_key(&read_day(&store).await),
+        expected_energy(&batches)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_wal_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(1);
+    {
+        let store = open(dir.path(), &directory).await.unwrap();
+        append_all(&store, &batches).await;
+        store.persist().await.unwrap();
+    }
+    std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+    let error = open(dir.path(), &directory).await.err().unwrap();
+    assert!(matches!(error, Error::WalBehindManifest { .. }), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_serials_are_kept_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, _) = fleet_day(1);
+    let store = open(dir.path(), &DeviceDirectory::new()).await.unwrap();
+    append_all(&store, &batches).await;
+    let rows = read_day(&store).await;
+    assert_eq!(energy_by_key(&rows), expected_energy(&batches));
+    let systems = rows
+        .column_by_name("system_id")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    assert!(systems.values().iter().all(|&s| s == 0));
+}
