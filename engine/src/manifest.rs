@@ -5,11 +5,13 @@
 //! readers see the old list or the new one, never a mix. The object starts with a header
 //! line carrying a CRC-32 of the JSON body that follows.
 
+use arrow::array::{Array, TimestampMicrosecondArray, UInt32Array};
+use arrow::record_batch::RecordBatch;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::tables::Table;
+use crate::tables::{DEVICE_ID, SYSTEM_ID, TIME, Table};
 use crate::time::CivilDate;
 
 const HEADER_PREFIX: &str = "sunfleet-manifest v1 crc32=";
@@ -45,6 +47,70 @@ pub struct FileEntry {
     pub systems: RoaringBitmap,
     #[serde(with = "bitmap")]
     pub devices: RoaringBitmap,
+}
+
+/// What a file holds, gathered from its rows as they are written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileStats {
+    pub rows: u64,
+    pub bytes: u64,
+    pub min_time_us: Option<i64>,
+    pub max_time_us: Option<i64>,
+    pub systems: RoaringBitmap,
+    pub devices: RoaringBitmap,
+}
+
+impl FileStats {
+    pub fn add(&mut self, table: Table, rows: &RecordBatch) -> Result<(), Error> {
+        let times = typed_column::<TimestampMicrosecondArray>(rows, table, TIME)?;
+        let systems = typed_column::<UInt32Array>(rows, table, SYSTEM_ID)?;
+        let devices = typed_column::<UInt32Array>(rows, table, DEVICE_ID)?;
+        for &time in times.values() {
+            self.min_time_us = Some(self.min_time_us.map_or(time, |t| t.min(time)));
+            self.max_time_us = Some(self.max_time_us.map_or(time, |t| t.max(time)));
+        }
+        self.systems.extend(systems.values().iter().copied());
+        self.devices.extend(devices.values().iter().copied());
+        self.rows += rows.num_rows() as u64;
+        Ok(())
+    }
+}
+
+/// A column of `rows` as its concrete array type.
+pub fn typed_column<'a, T: Array + 'static>(
+    rows: &'a RecordBatch,
+    table: Table,
+    name: &str,
+) -> Result<&'a T, Error> {
+    rows.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| Error::Schema {
+            table: table.name(),
+            reason: format!("column {name} missing or of the wrong type"),
+        })
+}
+
+impl FileEntry {
+    pub fn new(
+        table: Table,
+        day: CivilDate,
+        path: String,
+        generation: u64,
+        stats: FileStats,
+    ) -> Self {
+        Self {
+            table,
+            day,
+            path,
+            generation,
+            rows: stats.rows,
+            bytes: stats.bytes,
+            min_time_us: stats.min_time_us.unwrap_or(0),
+            max_time_us: stats.max_time_us.unwrap_or(0),
+            systems: stats.systems,
+            devices: stats.devices,
+        }
+    }
 }
 
 impl Manifest {

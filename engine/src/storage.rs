@@ -13,15 +13,21 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use std::ops::Range;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryFutureExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
@@ -125,6 +131,12 @@ impl ObjectStorage {
             .put(&location, PutPayload::from(bytes))
             .await
             .map_err(storage_error(format!("writing {path}")))?;
+        self.make_durable(path).await
+    }
+
+    /// Makes an object written through [`ObjectStorage::store`] durable (fsync on a local
+    /// disk; nothing to do on S3).
+    pub async fn make_durable(&self, path: &str) -> Result<(), Error> {
         if let Some(root) = &self.local_root {
             let root = root.clone();
             let file = root.join(path);
@@ -284,4 +296,63 @@ pub fn decode_parquet(path: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, Erro
             context: format!("reading {path}"),
             source,
         })
+}
+
+/// Reads a Parquet object of known size through the object store, fetching only the byte
+/// ranges the reader asks for (footer, chosen row groups).
+#[derive(Debug, Clone)]
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    size: u64,
+}
+
+impl ObjectReader {
+    pub fn new(storage: &ObjectStorage, path: &str, size: u64) -> Self {
+        Self {
+            store: storage.store(),
+            path: ObjectPath::from(path),
+            size,
+        }
+    }
+}
+
+fn external(error: object_store::Error) -> parquet::errors::ParquetError {
+    parquet::errors::ParquetError::External(Box::new(error))
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.store
+            .get_range(&self.path, range)
+            .map_err(external)
+            .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
 }

@@ -19,19 +19,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use arrow::array::{Array, BooleanArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{BooleanArray, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use roaring::RoaringBitmap;
 
 use crate::Error;
 use crate::buffer::WriteBuffer;
+use crate::compaction::merge_files;
 use crate::dedup::sort_dedup;
 use crate::directory::DeviceDirectory;
 use crate::failpoint;
-use crate::manifest::{FileEntry, MANIFEST_DIR, Manifest};
+use crate::manifest::{FileEntry, FileStats, MANIFEST_DIR, Manifest, typed_column};
 use crate::storage::{FileKind, ObjectStorage, StorageLocation, decode_parquet, encode_parquet};
-use crate::tables::{DEVICE_ID, SYSTEM_ID, TIME, Table};
+use crate::tables::{SYSTEM_ID, TIME, Table};
 use crate::telemetry::TelemetryBatch;
 use crate::time::{CivilDate, MICROS_PER_DAY};
 use crate::wal::{PendingAppend, RecoveryReport, Wal, WalConfig, WalSeq};
@@ -48,6 +49,8 @@ pub struct StoreConfig {
     pub persist_interval: Duration,
     /// Compact a day once it has this many files.
     pub compact_min_files: usize,
+    /// Compaction holds about this many rows in memory at once.
+    pub compaction_chunk_rows: usize,
     /// Drop days older than this many days (none: keep everything).
     pub retention_days: Option<u32>,
 }
@@ -62,6 +65,7 @@ impl StoreConfig {
             persist_rows: 8_000_000,
             persist_interval: Duration::from_secs(60),
             compact_min_files: 4,
+            compaction_chunk_rows: 2_000_000,
             retention_days: None,
         }
     }
@@ -73,6 +77,7 @@ impl StoreConfig {
             wal: WalConfig::for_tests(data_dir.join("wal")),
             persist_rows: 100_000,
             compact_min_files: 2,
+            compaction_chunk_rows: 5_000,
             ..Self::new(data_dir)
         }
     }
@@ -337,7 +342,7 @@ impl Store {
         for (table, day, batches) in frozen.all_batches() {
             let path = file_path(table, day, &format!("{generation:020}"));
             let entry = self
-                .write_file(table, day, generation, path, FileKind::Persisted, batches)
+                .write_file(table, day, generation, path, batches)
                 .await?;
             if let Some(entry) = entry {
                 report.files += 1;
@@ -406,11 +411,6 @@ impl Store {
             return Ok(false);
         }
         inputs.sort_by_key(|f| f.generation);
-        let mut batches = Vec::new();
-        for file in &inputs {
-            let bytes = self.storage.get(&file.path).await?;
-            batches.extend(decode_parquet(&file.path, bytes)?);
-        }
         // The merged file keeps the newest input's generation: files persisted later
         // still win over it.
         let generation = inputs.iter().map(|f| f.generation).max().unwrap_or(0);
@@ -419,9 +419,15 @@ impl Store {
             day,
             &format!("{generation:020}-c{:020}", base.version + 1),
         );
-        let output = self
-            .write_file(table, day, generation, path, FileKind::Compacted, batches)
-            .await?;
+        let stats = merge_files(
+            &self.storage,
+            table,
+            &inputs,
+            &path,
+            self.config.compaction_chunk_rows,
+        )
+        .await?;
+        let output = (stats.rows > 0).then(|| FileEntry::new(table, day, path, generation, stats));
         failpoint::hit("compact-before-manifest");
         let input_paths: Vec<String> = inputs.iter().map(|f| f.path.clone()).collect();
         let mut files: Vec<FileEntry> = base
@@ -503,14 +509,13 @@ impl Store {
         }
     }
 
-    /// Sorts, deduplicates and stores rows as one file; `None` when there are no rows.
+    /// Sorts, deduplicates and stores buffered rows as one file; `None` when there are none.
     async fn write_file(
         &self,
         table: Table,
         day: CivilDate,
         generation: u64,
         path: String,
-        kind: FileKind,
         batches: Vec<RecordBatch>,
     ) -> Result<Option<FileEntry>, Error> {
         let encoded = tokio::task::spawn_blocking(move || {
@@ -518,18 +523,19 @@ impl Store {
             if rows.num_rows() == 0 {
                 return Ok(None);
             }
-            let entry = describe(table, day, generation, path, &rows)?;
-            let bytes = encode_parquet(table, kind, &rows)?;
-            Ok::<_, Error>(Some((entry, bytes)))
+            let mut stats = FileStats::default();
+            stats.add(table, &rows)?;
+            let bytes = encode_parquet(table, FileKind::Persisted, &rows)?;
+            Ok::<_, Error>(Some((stats, bytes)))
         })
         .await
         .map_err(join_error)??;
-        let Some((mut entry, bytes)) = encoded else {
+        let Some((mut stats, bytes)) = encoded else {
             return Ok(None);
         };
-        entry.bytes = bytes.len() as u64;
-        self.storage.put_durable(&entry.path, bytes).await?;
-        Ok(Some(entry))
+        stats.bytes = bytes.len() as u64;
+        self.storage.put_durable(&path, bytes).await?;
+        Ok(Some(FileEntry::new(table, day, path, generation, stats)))
     }
 
     /// Stores `manifest` durably, then makes it current (running `also` under the same
@@ -593,7 +599,7 @@ impl Store {
     }
 }
 
-fn join_error(error: tokio::task::JoinError) -> Error {
+pub(crate) fn join_error(error: tokio::task::JoinError) -> Error {
     Error::Io {
         path: PathBuf::from("<worker task>"),
         source: std::io::Error::other(error),
@@ -609,45 +615,6 @@ fn now_micros() -> i64 {
 /// `table/day=YYYY-MM-DD/NAME.parquet`: hive-style, so other engines see the day column.
 fn file_path(table: Table, day: CivilDate, name: &str) -> String {
     format!("{}/day={day}/{name}.parquet", table.name())
-}
-
-/// The manifest entry for sorted rows (size filled in by the caller).
-fn describe(
-    table: Table,
-    day: CivilDate,
-    generation: u64,
-    path: String,
-    rows: &RecordBatch,
-) -> Result<FileEntry, Error> {
-    let times = typed_column::<TimestampMicrosecondArray>(rows, table, TIME)?;
-    let systems = typed_column::<UInt32Array>(rows, table, SYSTEM_ID)?;
-    let devices = typed_column::<UInt32Array>(rows, table, DEVICE_ID)?;
-    let values = times.values();
-    Ok(FileEntry {
-        table,
-        day,
-        path,
-        generation,
-        rows: rows.num_rows() as u64,
-        bytes: 0,
-        min_time_us: values.iter().copied().min().unwrap_or(0),
-        max_time_us: values.iter().copied().max().unwrap_or(0),
-        systems: systems.values().iter().copied().collect(),
-        devices: devices.values().iter().copied().collect(),
-    })
-}
-
-fn typed_column<'a, T: Array + 'static>(
-    rows: &'a RecordBatch,
-    table: Table,
-    name: &str,
-) -> Result<&'a T, Error> {
-    rows.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| Error::Schema {
-            table: table.name(),
-            reason: format!("column {name} missing or of the wrong type"),
-        })
 }
 
 /// Keeps the rows inside the request's time range and systems.
