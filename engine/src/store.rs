@@ -47,8 +47,12 @@ pub struct StoreConfig {
     pub persist_rows: usize,
     /// … or this long after the last persist.
     pub persist_interval: Duration,
-    /// Compact a day once it has this many files.
+    /// Compact an open day once its newest run of small files is this long.
     pub compact_min_files: usize,
+    /// A file with fewer rows than this is small (merged during the day).
+    pub small_file_rows: u64,
+    /// A day is closed (merged into one file) this long after it ends, in microseconds.
+    pub compaction_grace_us: i64,
     /// Compaction holds about this many rows in memory at once.
     pub compaction_chunk_rows: usize,
     /// Drop days older than this many days (none: keep everything).
@@ -65,6 +69,8 @@ impl StoreConfig {
             persist_rows: 8_000_000,
             persist_interval: Duration::from_secs(60),
             compact_min_files: 4,
+            small_file_rows: 1_000_000,
+            compaction_grace_us: 3_600 * 1_000_000,
             compaction_chunk_rows: 2_000_000,
             retention_days: None,
         }
@@ -372,24 +378,17 @@ impl Store {
         Ok(report)
     }
 
-    /// Merges the files of every (table, day) that has at least `compact_min_files` into one.
-    /// Returns how many days were compacted.
+    /// Compacts every (table, day) the policy picks (see [`compaction_inputs`]). Returns how
+    /// many merges ran.
     pub async fn compact(&self) -> Result<usize, Error> {
-        let min_files = self.config.compact_min_files.max(2);
-        let due: Vec<(Table, CivilDate)> = {
-            let manifest = self.manifest();
-            let mut counts = std::collections::BTreeMap::new();
-            for file in &manifest.files {
-                *counts.entry((file.table, file.day)).or_insert(0usize) += 1;
-            }
-            counts
-                .into_iter()
-                .filter(|&(_, count)| count >= min_files)
-                .map(|(day, _)| day)
-                .collect()
-        };
+        let days: std::collections::BTreeSet<(Table, CivilDate)> = self
+            .manifest()
+            .files
+            .iter()
+            .map(|f| (f.table, f.day))
+            .collect();
         let mut compacted = 0;
-        for (table, day) in due {
+        for (table, day) in days {
             if self.compact_day(table, day).await? {
                 compacted += 1;
             }
@@ -397,20 +396,24 @@ impl Store {
         Ok(compacted)
     }
 
-    /// Merges every file of one (table, day) into one sorted, duplicate-free file.
+    /// Merges the files of one (table, day) that the policy picks into one sorted,
+    /// duplicate-free file. Returns whether a merge ran.
     pub async fn compact_day(&self, table: Table, day: CivilDate) -> Result<bool, Error> {
         let _turn = self.maintenance.lock().await;
         let base = self.manifest();
-        let mut inputs: Vec<FileEntry> = base
+        let mut files: Vec<FileEntry> = base
             .files
             .iter()
             .filter(|f| f.table == table && f.day == day)
             .cloned()
             .collect();
+        files.sort_by_key(|f| f.generation);
+        let day_closed =
+            day.start_micros() + MICROS_PER_DAY + self.config.compaction_grace_us <= now_micros();
+        let inputs = compaction_inputs(&files, day_closed, &self.config);
         if inputs.len() < 2 {
             return Ok(false);
         }
-        inputs.sort_by_key(|f| f.generation);
         // The merged file keeps the newest input's generation: files persisted later
         // still win over it.
         let generation = inputs.iter().map(|f| f.generation).max().unwrap_or(0);
@@ -606,6 +609,31 @@ pub(crate) fn join_error(error: tokio::task::JoinError) -> Error {
     }
 }
 
+/// Which files of a day (by generation) to merge. A closed day (ended more than the grace
+/// period ago) is merged into one file. An open day merges only its newest run of small
+/// files once the run is `compact_min_files` long, so the day's big file is not rewritten
+/// every few minutes. Inputs are always a run of consecutive generations, so that the
+/// merged file (which takes the newest input's generation) ranks correctly against the rest.
+pub fn compaction_inputs<'a>(
+    files: &'a [FileEntry],
+    day_closed: bool,
+    config: &StoreConfig,
+) -> &'a [FileEntry] {
+    if day_closed {
+        return files;
+    }
+    let small_run = files
+        .iter()
+        .rev()
+        .take_while(|f| f.rows < config.small_file_rows)
+        .count();
+    if small_run >= config.compact_min_files.max(2) {
+        &files[files.len() - small_run..]
+    } else {
+        &[]
+    }
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -673,4 +701,54 @@ async fn load_manifest(
         return Ok(older);
     }
     Err(newest_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(generation: u64, rows: u64) -> FileEntry {
+        FileEntry::new(
+            Table::Readings,
+            CivilDate::from_days_since_epoch(0),
+            format!("f{generation}"),
+            generation,
+            FileStats {
+                rows,
+                ..FileStats::default()
+            },
+        )
+    }
+
+    #[test]
+    fn an_open_day_merges_only_its_newest_run_of_small_files() {
+        let config = StoreConfig {
+            compact_min_files: 3,
+            small_file_rows: 100,
+            ..StoreConfig::new("/unused")
+        };
+        let generations =
+            |files: &[FileEntry]| files.iter().map(|f| f.generation).collect::<Vec<_>>();
+        let files = [file(1, 10), file(2, 5000), file(3, 10), file(4, 10)];
+        assert!(
+            compaction_inputs(&files, false, &config).is_empty(),
+            "run of 2 < 3"
+        );
+        let files = [
+            file(1, 10),
+            file(2, 5000),
+            file(3, 10),
+            file(4, 10),
+            file(5, 99),
+        ];
+        assert_eq!(
+            generations(compaction_inputs(&files, false, &config)),
+            [3, 4, 5]
+        );
+        // A closed day is merged whole.
+        assert_eq!(
+            generations(compaction_inputs(&files, true, &config)),
+            [1, 2, 3, 4, 5]
+        );
+    }
 }
