@@ -425,7 +425,7 @@ impl Store {
         let stats = merge_files(
             &self.storage,
             table,
-            &inputs,
+            inputs,
             &path,
             self.config.compaction_chunk_rows,
         )
