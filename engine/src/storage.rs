@@ -131,6 +131,7 @@ impl ObjectStorage {
             .put(&location, PutPayload::from(bytes))
             .await
             .map_err(storage_error(format!("writing {path}")))?;
+        crate::failpoint::hit("object-before-sync");
         self.make_durable(path).await
     }
 

@@ -4,6 +4,7 @@
 mod codec;
 mod crash;
 mod store;
+mod store_crash;
 mod wal;
 
 use sunfleet_engine::telemetry::TelemetryBatch;

@@ -18,12 +18,12 @@ use sunfleet_fixtures::{Fleet, FleetConfig};
 
 const DAY: (i32, u32, u32) = (2026, 6, 1);
 
-fn day() -> CivilDate {
+pub fn day() -> CivilDate {
     CivilDate::from_ymd(DAY.0, DAY.1, DAY.2).unwrap()
 }
 
 /// A small fleet's day of uploads and a directory of its devices (system = index + 1).
-fn fleet_day(systems: u32) -> (Vec<TelemetryBatch>, DeviceDirectory) {
+pub fn fleet_day(systems: u32) -> (Vec<TelemetryBatch>, DeviceDirectory) {
     let fleet = Fleet::new(FleetConfig::new(11, systems, day(), 1));
     let directory = DeviceDirectory::new();
     let mut next_device = 1;
