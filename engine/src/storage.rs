@@ -23,7 +23,6 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -278,25 +277,6 @@ pub fn encode_parquet(table: Table, kind: FileKind, rows: &RecordBatch) -> Resul
     writer
         .into_inner()
         .map_err(parquet_error("finishing a file"))
-}
-
-/// Decodes a whole Parquet file written by [`encode_parquet`].
-pub fn decode_parquet(path: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, Error> {
-    let parquet_error = |source| Error::Parquet {
-        context: format!("reading {path}"),
-        source,
-    };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(parquet_error)?
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(parquet_error)?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| Error::Arrow {
-            context: format!("reading {path}"),
-            source,
-        })
 }
 
 /// Reads a Parquet object of known size through the object store, fetching only the byte

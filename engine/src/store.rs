@@ -31,7 +31,8 @@ use crate::dedup::sort_dedup;
 use crate::directory::DeviceDirectory;
 use crate::failpoint;
 use crate::manifest::{FileEntry, FileStats, MANIFEST_DIR, Manifest, typed_column};
-use crate::storage::{FileKind, ObjectStorage, StorageLocation, decode_parquet, encode_parquet};
+use crate::scan::{Systems, read_files};
+use crate::storage::{FileKind, ObjectStorage, StorageLocation, encode_parquet};
 use crate::tables::{SYSTEM_ID, TIME, Table};
 use crate::telemetry::TelemetryBatch;
 use crate::time::{CivilDate, MICROS_PER_DAY};
@@ -303,11 +304,11 @@ impl Store {
     /// Materialises the answer: for exports, rollups and tests, not for large scans.
     pub async fn read(&self, request: &ReadRequest) -> Result<RecordBatch, Error> {
         let snapshot = self.snapshot(request);
-        let mut batches = Vec::new();
-        for file in &snapshot.files {
-            let bytes = self.storage.get(&file.path).await?;
-            batches.extend(decode_parquet(&file.path, bytes)?);
-        }
+        let systems = match &request.systems {
+            Some(set) => Systems::Set(set),
+            None => Systems::All,
+        };
+        let mut batches = read_files(&self.storage, &snapshot.files, systems).await?;
         batches.extend(snapshot.buffered);
         let table = request.table;
         let rows = tokio::task::spawn_blocking(move || sort_dedup(table, &batches))
