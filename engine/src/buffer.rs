@@ -182,6 +182,8 @@ impl WriteBuffer {
             Table::MeterReadings => self.meters.batches(first, last, &mut out),
             Table::BatteryReadings => self.batteries.batches(first, last, &mut out),
             Table::DeviceEvents => self.events.batches(first, last, &mut out),
+            // Derived by the engine, never buffered.
+            Table::Rollup15m | Table::RollupHour | Table::RollupDay | Table::RollupMonth => {}
         }
         out
     }
@@ -193,7 +195,7 @@ impl WriteBuffer {
             CivilDate::from_days_since_epoch(i32::MIN),
             CivilDate::from_days_since_epoch(i32::MAX),
         );
-        for table in Table::ALL {
+        for table in Table::TELEMETRY {
             let mut by_day: BTreeMap<CivilDate, Vec<RecordBatch>> = BTreeMap::new();
             for (day, batch) in self.batches(table, everything.0, everything.1) {
                 by_day.entry(day).or_default().push(batch);

@@ -1,4 +1,5 @@
-//! Serial number → (system, device) lookups for the write path, held in memory.
+//! Serial number → (system, device) lookups for the write path, and each system's time
+//! zone for site-local rollups, held in memory.
 //!
 //! The registry is the source of truth; it fills this directory at start and on every
 //! change, so ingest and the write buffer resolve a serial without touching SQLite.
@@ -6,6 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use jiff::tz::TimeZone;
+
+use crate::Error;
 use crate::ids::{DeviceId, Serial, SystemId};
 
 /// Where a device belongs.
@@ -22,10 +26,11 @@ pub const UNKNOWN_DEVICE: DeviceRef = DeviceRef {
     device: DeviceId(0),
 };
 
-/// Shared, cheaply cloned handle to the serial → device map.
+/// Shared, cheaply cloned handle to the serial → device map and the systems' time zones.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceDirectory {
     map: Arc<RwLock<HashMap<Serial, DeviceRef>>>,
+    zones: Arc<RwLock<HashMap<SystemId, TimeZone>>>,
 }
 
 impl DeviceDirectory {
@@ -57,6 +62,29 @@ impl DeviceDirectory {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sets a system's time zone from its IANA name ("Europe/Paris").
+    pub fn set_time_zone(&self, system: SystemId, name: &str) -> Result<(), Error> {
+        let zone = TimeZone::get(name).map_err(|e| Error::UnknownTimeZone {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.zones
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(system, zone);
+        Ok(())
+    }
+
+    /// A system's time zone; UTC when none is known.
+    pub fn time_zone(&self, system: SystemId) -> TimeZone {
+        self.zones
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&system)
+            .cloned()
+            .unwrap_or(TimeZone::UTC)
     }
 
     /// Runs `f` under one read lock (for resolving a whole batch at once).

@@ -54,6 +54,8 @@ pub enum Error {
     Manifest { version: u64, reason: String },
     #[error("table {table}: {reason}")]
     Schema { table: &'static str, reason: String },
+    #[error("unknown time zone {name:?}: {reason}")]
+    UnknownTimeZone { name: String, reason: String },
     #[error("unknown table {name:?}")]
     UnknownTable { name: String },
     #[error(

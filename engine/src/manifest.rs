@@ -26,6 +26,18 @@ pub struct Manifest {
     /// The generation the next persisted file gets.
     pub next_generation: u64,
     pub files: Vec<FileEntry>,
+    /// UTC days whose rollups must be rebuilt, with the systems whose readings changed.
+    #[serde(default)]
+    pub rollups_pending: Vec<PendingRollup>,
+}
+
+/// Systems of one UTC day whose readings changed since their rollups were built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingRollup {
+    #[serde(with = "civil_date")]
+    pub day: CivilDate,
+    #[serde(with = "bitmap")]
+    pub systems: RoaringBitmap,
 }
 
 /// A Parquet file of one table and one UTC day.
@@ -164,6 +176,32 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Files of `table` for the days `[first, last]`, oldest generation first.
+    pub fn files_of(&self, table: Table, first: CivilDate, last: CivilDate) -> Vec<FileEntry> {
+        let mut files: Vec<FileEntry> = self
+            .files
+            .iter()
+            .filter(|f| f.table == table && f.day >= first && f.day <= last)
+            .cloned()
+            .collect();
+        files.sort_by_key(|f| f.generation);
+        files
+    }
+
+    /// Records that `systems` changed on UTC `day`.
+    pub fn mark_pending(&mut self, day: CivilDate, systems: &RoaringBitmap) {
+        match self.rollups_pending.iter_mut().find(|p| p.day == day) {
+            Some(pending) => pending.systems |= systems,
+            None => {
+                self.rollups_pending.push(PendingRollup {
+                    day,
+                    systems: systems.clone(),
+                });
+                self.rollups_pending.sort_by_key(|p| p.day);
+            }
+        }
+    }
+
     /// Files of `table` whose time range overlaps `[start_us, end_us)` and, when given, that
     /// hold one of `systems`; oldest generation first.
     pub fn select(
@@ -256,6 +294,10 @@ mod tests {
                 max_time_us: 2,
                 systems: RoaringBitmap::from_iter([1u32, 5, 70_000]),
                 devices: RoaringBitmap::from_iter([10u32, 11]),
+            }],
+            rollups_pending: vec![PendingRollup {
+                day: CivilDate::from_ymd(2026, 6, 20).unwrap(),
+                systems: RoaringBitmap::from_iter([5u32]),
             }],
         }
     }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use arrow::array::{BooleanArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{BooleanArray, Date32Array, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use roaring::RoaringBitmap;
@@ -30,10 +30,11 @@ use crate::compaction::merge_files;
 use crate::dedup::sort_dedup;
 use crate::directory::DeviceDirectory;
 use crate::failpoint;
-use crate::manifest::{FileEntry, FileStats, MANIFEST_DIR, Manifest, typed_column};
+use crate::manifest::{FileEntry, FileStats, MANIFEST_DIR, Manifest, PendingRollup, typed_column};
+use crate::rollups::{bucket_rollups, calendar_rollups, local_days_touching, month_of};
 use crate::scan::{Systems, read_files};
 use crate::storage::{FileKind, ObjectStorage, StorageLocation, encode_parquet};
-use crate::tables::{SYSTEM_ID, TIME, Table};
+use crate::tables::{LOCAL_DATE, SYSTEM_ID, TIME, Table};
 use crate::telemetry::TelemetryBatch;
 use crate::time::{CivilDate, MICROS_PER_DAY};
 use crate::wal::{PendingAppend, RecoveryReport, Wal, WalConfig, WalSeq};
@@ -161,6 +162,7 @@ pub struct Store {
     maintenance: tokio::sync::Mutex<()>,
     recovery: RecoveryReport,
     replayed_records: u64,
+    devices: DeviceDirectory,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -186,6 +188,7 @@ impl Store {
         let replayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let replay_count = Arc::clone(&replayed);
         let sink_state = Arc::clone(&state);
+        let sink_devices = devices.clone();
         let wal_config = config.wal.clone();
         let (wal, recovery) = tokio::task::spawn_blocking(move || {
             Wal::open_with_sink(
@@ -200,7 +203,7 @@ impl Store {
                 },
                 Some(Box::new(
                     move |records: &mut Vec<(WalSeq, TelemetryBatch)>| {
-                        devices.read(|map| {
+                        sink_devices.read(|map| {
                             let mut state = lock(&sink_state);
                             for (seq, batch) in records.drain(..) {
                                 state.active.apply(seq, &batch, map);
@@ -230,6 +233,7 @@ impl Store {
             maintenance: tokio::sync::Mutex::new(()),
             recovery,
             replayed_records: replayed.load(std::sync::atomic::Ordering::Relaxed),
+            devices,
         };
         store.remove_unlisted_files().await?;
         Ok(store)
@@ -360,14 +364,18 @@ impl Store {
             }
         }
         failpoint::hit("persist-before-manifest");
-        let mut files = base.files.clone();
-        files.extend(new_files);
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             version: base.version + 1,
             persisted_wal_seq: last_seq.0,
             next_generation: generation,
-            files,
+            ..(*base).clone()
         };
+        for file in new_files {
+            if file.table == Table::Readings {
+                manifest.mark_pending(file.day, &file.systems);
+            }
+            manifest.files.push(file);
+        }
         self.install_manifest(manifest, Vec::new(), |state| state.frozen = None)
             .await?;
         failpoint::hit("persist-after-manifest");
@@ -377,6 +385,141 @@ impl Store {
             Wal::remove_segments_before(&self.wal_dir, WalSeq(last_seq.0 + 1))?;
         tracing::debug!(?report, "persisted write buffer");
         Ok(report)
+    }
+
+    /// Rebuilds the rollups of every closed UTC day with changed readings, for the systems
+    /// that changed: 15-minute and hourly buckets of that day, the site-local days it
+    /// touches and their months. Returns how many days were rolled up.
+    pub async fn roll_up(&self) -> Result<usize, Error> {
+        let _turn = self.maintenance.lock().await;
+        let base = self.manifest();
+        let now = now_micros();
+        let due: Vec<PendingRollup> = base
+            .rollups_pending
+            .iter()
+            .filter(|p| self.day_closed(p.day, now))
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut manifest = Manifest {
+            version: base.version + 1,
+            ..(*base).clone()
+        };
+        drop(base);
+        for pending in &due {
+            self.roll_up_day(&mut manifest, pending).await?;
+        }
+        manifest
+            .rollups_pending
+            .retain(|p| !due.iter().any(|d| d.day == p.day));
+        self.install_manifest(manifest, Vec::new(), |_| {}).await?;
+        Ok(due.len())
+    }
+
+    fn day_closed(&self, day: CivilDate, now_us: i64) -> bool {
+        day.start_micros() + MICROS_PER_DAY + self.config.compaction_grace_us <= now_us
+    }
+
+    /// Adds to `manifest` the rollup files rebuilt for one pending day.
+    async fn roll_up_day(
+        &self,
+        manifest: &mut Manifest,
+        pending: &PendingRollup,
+    ) -> Result<(), Error> {
+        let day = pending.day;
+        let systems = Systems::Set(&pending.systems);
+        let raw_files = manifest.files_of(Table::Readings, day, day);
+        let raw = read_files(&self.storage, &raw_files, systems).await?;
+        let (quarter, hour) = tokio::task::spawn_blocking(move || {
+            let readings = sort_dedup(Table::Readings, &raw)?;
+            Ok::<_, Error>((
+                bucket_rollups(Table::Rollup15m, &readings)?,
+                bucket_rollups(Table::RollupHour, &readings)?,
+            ))
+        })
+        .await
+        .map_err(join_error)??;
+        // Site-local days touching this UTC day, from the 15-minute rollups of the UTC days
+        // around it (stored ones first, then the new ones, which win).
+        let mut fifteen = read_files(
+            &self.storage,
+            &manifest.files_of(Table::Rollup15m, day.add_days(-2), day.add_days(2)),
+            systems,
+        )
+        .await?;
+        fifteen.push(quarter.clone());
+        self.add_rollup_file(manifest, Table::Rollup15m, day, vec![quarter])
+            .await?;
+        self.add_rollup_file(manifest, Table::RollupHour, day, vec![hour])
+            .await?;
+        let local_days = local_days_touching(day);
+        let devices = self.devices.clone();
+        let day_rows = tokio::task::spawn_blocking(move || {
+            let fifteen = sort_dedup(Table::Rollup15m, &fifteen)?;
+            calendar_rollups(
+                Table::RollupDay,
+                &fifteen,
+                |system| devices.time_zone(system),
+                |date| local_days.contains(&date),
+            )
+        })
+        .await
+        .map_err(join_error)??;
+        for local_day in local_days {
+            let rows = rows_of_local_date(&day_rows, local_day)?;
+            self.add_rollup_file(manifest, Table::RollupDay, local_day, vec![rows])
+                .await?;
+        }
+        let mut months: Vec<CivilDate> = local_days.iter().map(|d| month_of(*d)).collect();
+        months.dedup();
+        for month in months {
+            let next_month = month_of(month.add_days(31));
+            let mut days = read_files(
+                &self.storage,
+                &manifest.files_of(Table::RollupDay, month, next_month.add_days(-1)),
+                systems,
+            )
+            .await?;
+            days.push(day_rows.clone());
+            let devices = self.devices.clone();
+            let month_rows = tokio::task::spawn_blocking(move || {
+                let days = sort_dedup(Table::RollupDay, &days)?;
+                calendar_rollups(
+                    Table::RollupMonth,
+                    &days,
+                    |system| devices.time_zone(system),
+                    |date| date == month,
+                )
+            })
+            .await
+            .map_err(join_error)??;
+            self.add_rollup_file(manifest, Table::RollupMonth, month, vec![month_rows])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes rollup rows as a new file of (table, day) in `manifest` (newest generation, so
+    /// its rows replace older ones of the same key).
+    async fn add_rollup_file(
+        &self,
+        manifest: &mut Manifest,
+        table: Table,
+        day: CivilDate,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), Error> {
+        let generation = manifest.next_generation.max(1);
+        let path = file_path(table, day, &format!("{generation:020}"));
+        if let Some(entry) = self
+            .write_file(table, day, generation, path, batches)
+            .await?
+        {
+            manifest.files.push(entry);
+            manifest.next_generation = generation + 1;
+        }
+        Ok(())
     }
 
     /// Compacts every (table, day) the policy picks (see [`compaction_inputs`]). Returns how
@@ -458,14 +601,24 @@ impl Store {
     pub async fn drop_days_before(&self, first_kept: CivilDate) -> Result<usize, Error> {
         let _turn = self.maintenance.lock().await;
         let base = self.manifest();
-        let (dropped, kept): (Vec<FileEntry>, Vec<FileEntry>) =
-            base.files.iter().cloned().partition(|f| f.day < first_kept);
+        // Rollups are small and outlive the readings they summarise.
+        let (dropped, kept): (Vec<FileEntry>, Vec<FileEntry>) = base
+            .files
+            .iter()
+            .cloned()
+            .partition(|f| !f.table.is_rollup() && f.day < first_kept);
         if dropped.is_empty() {
             return Ok(0);
         }
         let manifest = Manifest {
             version: base.version + 1,
             files: kept,
+            rollups_pending: base
+                .rollups_pending
+                .iter()
+                .filter(|p| p.day >= first_kept)
+                .cloned()
+                .collect(),
             ..(*base).clone()
         };
         let paths = dropped.iter().map(|f| f.path.clone()).collect();
@@ -483,6 +636,7 @@ impl Store {
         if due {
             self.persist().await?;
         }
+        self.roll_up().await?;
         self.compact().await?;
         if let Some(days) = self.config.retention_days {
             let today = CivilDate::of_timestamp(now_micros());
@@ -644,6 +798,20 @@ fn now_micros() -> i64 {
 /// `table/day=YYYY-MM-DD/NAME.parquet`: hive-style, so other engines see the day column.
 fn file_path(table: Table, day: CivilDate, name: &str) -> String {
     format!("{}/day={day}/{name}.parquet", table.name())
+}
+
+/// The rows of day rollups that start on `date`.
+fn rows_of_local_date(rows: &RecordBatch, date: CivilDate) -> Result<RecordBatch, Error> {
+    let dates = typed_column::<Date32Array>(rows, Table::RollupDay, LOCAL_DATE)?;
+    let keep: BooleanArray = dates
+        .values()
+        .iter()
+        .map(|&d| Some(d == date.days_since_epoch()))
+        .collect();
+    filter_record_batch(rows, &keep).map_err(|source| Error::Arrow {
+        context: format!("rollup_day rows of {date}"),
+        source,
+    })
 }
 
 /// Keeps the rows inside the request's time range and systems.

@@ -32,15 +32,48 @@ pub enum Table {
     MeterReadings,
     BatteryReadings,
     DeviceEvents,
+    /// Microinverter production per device and per system (`device_id` 0) in 15-minute
+    /// UTC buckets.
+    Rollup15m,
+    /// The same per UTC hour.
+    RollupHour,
+    /// The same per site-local day.
+    RollupDay,
+    /// The same per site-local month.
+    RollupMonth,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    /// What gateways send.
+    pub const TELEMETRY: [Table; 4] = [
         Table::Readings,
         Table::MeterReadings,
         Table::BatteryReadings,
         Table::DeviceEvents,
     ];
+
+    /// What the engine derives from microinverter readings.
+    pub const ROLLUPS: [Table; 4] = [
+        Table::Rollup15m,
+        Table::RollupHour,
+        Table::RollupDay,
+        Table::RollupMonth,
+    ];
+
+    pub const ALL: [Table; 8] = [
+        Table::Readings,
+        Table::MeterReadings,
+        Table::BatteryReadings,
+        Table::DeviceEvents,
+        Table::Rollup15m,
+        Table::RollupHour,
+        Table::RollupDay,
+        Table::RollupMonth,
+    ];
+
+    pub fn is_rollup(self) -> bool {
+        Table::ROLLUPS.contains(&self)
+    }
 
     /// The name in SQL and in storage paths.
     pub fn name(self) -> &'static str {
@@ -49,16 +82,24 @@ impl Table {
             Table::MeterReadings => "meter_readings",
             Table::BatteryReadings => "battery_readings",
             Table::DeviceEvents => "device_events",
+            Table::Rollup15m => "rollup_15m",
+            Table::RollupHour => "rollup_hour",
+            Table::RollupDay => "rollup_day",
+            Table::RollupMonth => "rollup_month",
         }
     }
 
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: LazyLock<[SchemaRef; 4]> = LazyLock::new(|| {
+        static SCHEMAS: LazyLock<[SchemaRef; 8]> = LazyLock::new(|| {
             [
                 readings_schema(),
                 meter_schema(),
                 battery_schema(),
                 events_schema(),
+                rollup_schema(false),
+                rollup_schema(false),
+                rollup_schema(true),
+                rollup_schema(true),
             ]
         });
         Arc::clone(&SCHEMAS[self as usize])
@@ -72,8 +113,12 @@ impl Table {
         }
     }
 
-    /// Sort order of stored files: `system_id, device_id, serial, time`, then the extra keys.
+    /// Sort order of stored files, which is also the key of a row: `system_id, device_id,
+    /// serial, time` (rollups have no serial), then the extra keys.
     pub fn sort_columns(self) -> Vec<&'static str> {
+        if self.is_rollup() {
+            return vec![SYSTEM_ID, DEVICE_ID, TIME];
+        }
         let mut columns = vec![SYSTEM_ID, DEVICE_ID, SERIAL, TIME];
         columns.extend_from_slice(self.extra_key_columns());
         columns
@@ -103,6 +148,7 @@ pub const SYSTEM_ID: &str = "system_id";
 pub const DEVICE_ID: &str = "device_id";
 pub const SERIAL: &str = "serial";
 pub const TIME: &str = "time";
+pub const LOCAL_DATE: &str = "local_date";
 
 fn time_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -156,6 +202,27 @@ fn battery_schema() -> SchemaRef {
         Field::new("soc_permille", DataType::UInt16, false),
         Field::new("temperature_c", DataType::Int8, false),
     ])
+}
+
+/// Rollup rows: `time` is the bucket's start (for days and months, local midnight as a UTC
+/// instant) and `local_date` the site-local date it starts on.
+fn rollup_schema(local: bool) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(SYSTEM_ID, DataType::UInt32, false),
+        Field::new(DEVICE_ID, DataType::UInt32, false),
+        Field::new(TIME, time_type(), false),
+    ];
+    if local {
+        fields.push(Field::new(LOCAL_DATE, DataType::Date32, false));
+    }
+    fields.extend([
+        Field::new("energy_j", DataType::UInt64, false),
+        Field::new("ac_power_avg_w", DataType::Float64, false),
+        Field::new("ac_power_max_w", DataType::UInt32, false),
+        Field::new("readings", DataType::UInt32, false),
+        Field::new("devices_reporting", DataType::UInt32, false),
+    ]);
+    Arc::new(Schema::new(fields))
 }
 
 fn events_schema() -> SchemaRef {
