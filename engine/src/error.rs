@@ -56,6 +56,19 @@ pub enum Error {
     Schema { table: &'static str, reason: String },
     #[error("unknown time zone {name:?}: {reason}")]
     UnknownTimeZone { name: String, reason: String },
+    #[error("registry: {context}: {source}")]
+    Registry {
+        context: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "registry {path} has schema version {version}, newer than the {known} this build knows: use a newer sunfleet"
+    )]
+    RegistryTooNew {
+        path: std::path::PathBuf,
+        version: usize,
+        known: usize,
+    },
     #[error("unknown table {name:?}")]
     UnknownTable { name: String },
     #[error(

@@ -20,6 +20,7 @@ pub mod error;
 pub mod failpoint;
 pub mod ids;
 pub mod manifest;
+pub mod registry;
 pub mod rollups;
 pub mod scan;
 pub mod storage;

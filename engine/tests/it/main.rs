@@ -3,6 +3,7 @@
 
 mod codec;
 mod crash;
+mod registry;
 mod store;
 mod store_crash;
 mod wal;

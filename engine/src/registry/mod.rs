@@ -1,0 +1,225 @@
+//! The fleet registry: an embedded SQLite database in the data folder holding everything
+//! that is not telemetry: companies, users, owners, systems, arrays, devices and their
+//! lifecycle, estimates, the activation checklist, events, gateway tasks, service
+//! requests, an audit log and an e-mail outbox.
+//!
+//! The schema is created and upgraded by numbered migrations (`migrations/NNNN_*.sql`,
+//! applied in order in one transaction each; `PRAGMA user_version` records how far). The
+//! database runs in WAL mode with `synchronous = FULL`, so a committed change survives a
+//! power loss. Serial → device lookups for the write path are served from memory
+//! ([`Registry::load_directory`] fills a [`DeviceDirectory`]).
+
+pub mod records;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::Error;
+use crate::directory::{DeviceDirectory, DeviceRef};
+use crate::ids::{DeviceId, Serial, SystemId};
+
+pub use records::*;
+pub use rusqlite::Transaction;
+
+/// Migrations in order; the database's `user_version` is how many have been applied.
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_initial", include_str!("migrations/0001_initial.sql"))];
+
+/// The registry database.
+pub struct Registry {
+    connection: Mutex<Connection>,
+    path: PathBuf,
+}
+
+pub(crate) fn sql_error(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Registry { context, source }
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry at `path` and brings its schema up to date.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let opening = format!("opening {}", path.display());
+        let mut connection = Connection::open(&path).map_err(sql_error(opening.clone()))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(sql_error(opening))?;
+        migrate(&mut connection, &path)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many migrations the database has.
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        self.connection()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(sql_error("reading the schema version"))
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` in one transaction, committed if it returns `Ok`.
+    pub fn transaction<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut connection = self.connection();
+        let tx = connection
+            .transaction()
+            .map_err(sql_error(format!("{context}: begin")))?;
+        let value = f(&tx)?;
+        tx.commit()
+            .map_err(sql_error(format!("{context}: commit")))?;
+        Ok(value)
+    }
+
+    /// Runs a read-only `f` against the database.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        f(&self.connection())
+    }
+
+    /// Fills `directory` with every device (retired ones too: their history stays theirs)
+    /// and every system's time zone. Returns the number of devices.
+    pub fn load_directory(&self, directory: &DeviceDirectory) -> Result<usize, Error> {
+        let connection = self.connection();
+        let mut devices = connection
+            .prepare("SELECT serial, system_id, id FROM devices")
+            .map_err(sql_error("listing devices"))?;
+        let rows = devices
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, u32>(2)?,
+                ))
+            })
+            .map_err(sql_error("listing devices"))?;
+        let mut count = 0;
+        for row in rows {
+            let (serial, system, device) = row.map_err(sql_error("reading a device"))?;
+            let serial = u64::try_from(serial)
+                .ok()
+                .and_then(Serial::new)
+                .ok_or_else(|| Error::InvalidSerial {
+                    text: serial.to_string(),
+                })?;
+            directory.insert(
+                serial,
+                DeviceRef {
+                    system: SystemId(system),
+                    device: DeviceId(device),
+                },
+            );
+            count += 1;
+        }
+        let mut zones = connection
+            .prepare("SELECT id, time_zone FROM systems")
+            .map_err(sql_error("listing time zones"))?;
+        let rows = zones
+            .query_map([], |row| {
+                Ok((row.get::<_, u32>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(sql_error("listing time zones"))?;
+        for row in rows {
+            let (system, zone) = row.map_err(sql_error("reading a time zone"))?;
+            directory.set_time_zone(SystemId(system), &zone)?;
+        }
+        Ok(count)
+    }
+
+    /// The gateway with this serial, if the registry knows one.
+    pub fn gateway(&self, serial: Serial) -> Result<Option<GatewayInfo>, Error> {
+        self.connection()
+            .query_row(
+                "SELECT d.id, d.system_id, d.state, COALESCE(s.acked_seq, 0)
+                   FROM devices d LEFT JOIN gateway_sessions s ON s.gateway_id = d.id
+                  WHERE d.serial = ?1 AND d.kind = 'gateway'",
+                params![serial.value() as i64],
+                |row| {
+                    Ok(GatewayInfo {
+                        device: DeviceId(row.get(0)?),
+                        system: SystemId(row.get(1)?),
+                        retired: row.get::<_, String>(2)? == "retired",
+                        acked_seq: row.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql_error(format!("looking up gateway {serial}")))
+    }
+
+    /// Counts rows of a table (for tests and the status page).
+    pub fn count(&self, table: &str) -> Result<u64, Error> {
+        if !table.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(Error::Registry {
+                context: format!("counting {table:?}"),
+                source: rusqlite::Error::InvalidParameterName(table.to_owned()),
+            });
+        }
+        self.connection()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(sql_error(format!("counting {table}")))
+    }
+}
+
+/// What ingest needs to know about a gateway when it connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayInfo {
+    pub device: DeviceId,
+    pub system: SystemId,
+    pub retired: bool,
+    /// Highest batch sequence number acknowledged to it.
+    pub acked_seq: u64,
+}
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), Error> {
+    let context = |what: &str| format!("{what} ({})", path.display());
+    let applied: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sql_error(context("reading the schema version")))?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(Error::RegistryTooNew {
+            path: path.to_path_buf(),
+            version: applied,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = connection.transaction().map_err(sql_error(context(name)))?;
+        tx.execute_batch(sql).map_err(sql_error(context(name)))?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)
+            .map_err(sql_error(context(name)))?;
+        tx.commit().map_err(sql_error(context(name)))?;
+        tracing::info!(migration = name, "registry schema upgraded");
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The registry: migrations, constraints, lookups.
+
+use rusqlite::params;
+use sunfleet_engine::Error;
+use sunfleet_engine::directory::DeviceDirectory;
+use sunfleet_engine::ids::Serial;
+use sunfleet_engine::registry::{
+    DeviceDetails, NewCompany, NewDevice, NewSystem, Registry, insert_company, insert_device,
+    insert_system,
+};
+
+fn company() -> NewCompany {
+    NewCompany {
+        name: "Soleil Pro".into(),
+        kind: "installer",
+        city: "Lyon".into(),
+        region: "ARA".into(),
+        country: "FR".into(),
+        phone: String::new(),
+        email: "contact@soleil.example".into(),
+        created_us: 0,
+    }
+}
+
+fn system(installer_id: i64) -> NewSystem {
+    NewSystem {
+        id: None,
+        name: "Maison Dupont".into(),
+        kind: "residential",
+        installer_id,
+        owner_id: None,
+        installer_reference: "SP-1".into(),
+        third_party_owned: false,
+        street_address: "1 rue de la Paix".into(),
+        city: "Lyon".into(),
+        region: "ARA".into(),
+        postal_code: "69001".into(),
+        country: "FR".into(),
+        latitude: 45.76,
+        longitude: 4.83,
+        elevation_m: 170.0,
+        time_zone: "Europe/Paris".into(),
+        stage: "ready",
+        internet_connection: "wifi",
+        install_date: None,
+        operational_date: None,
+        annual_degradation_pct: 0.5,
+        threshold_pct: 90,
+        threshold_days: 90,
+        created_us: 0,
+    }
+}
+
+#[test]
+fn migrations_apply_once_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite3");
+    let registry = Registry::open(&path).unwrap();
+    assert_eq!(registry.schema_version().unwrap(), 1);
+    registry
+        .transaction("test", |tx| insert_company(tx, &company()).map(drop))
+        .unwrap();
+    drop(registry);
+    let registry = Registry::open(&path).unwrap();
+    assert_eq!(registry.schema_version().unwrap(), 1);
+    assert_eq!(registry.count("companies").unwrap(), 1);
+}
+
+#[test]
+fn a_registry_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite3");
+    drop(Registry::open(&path).unwrap());
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
+    drop(connection);
+    let error = Registry::open(&path).err().unwrap();
+    assert!(
+        matches!(error, Error::RegistryTooNew { version: 99, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn constraints_reject_bad_rows_and_keep_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path().join("r.sqlite3")).unwrap();
+    let installer = registry
+        .transaction("test", |tx| insert_company(tx, &company()))
+        .unwrap();
+    // A threshold outside 50–95 % in 5 % steps.
+    let bad = NewSystem {
+        threshold_pct: 52,
+        ..system(installer)
+    };
+    let error = registry
+        .transaction("test", |tx| insert_system(tx, &bad))
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("CHECK"), "{error}");
+    // An unknown installer (foreign key).
+    assert!(
+        registry
+            .transaction("test", |tx| insert_system(tx, &system(installer + 100)))
+            .is_err()
+    );
+    let system_id = registry
+        .transaction("test", |tx| insert_system(tx, &system(installer)))
+        .unwrap();
+    let gateway = |serial: u64| NewDevice {
+        serial: Serial::new(serial).unwrap(),
+        system_id,
+        model: "GW".into(),
+        firmware: "1".into(),
+        details: DeviceDetails::Gateway {
+            cell_modem_sku: None,
+            cell_plan_end: None,
+            low_bandwidth: false,
+        },
+        state: "active",
+        provisioned_us: 0,
+    };
+    // A failed transaction leaves nothing behind: the first insert is rolled back too.
+    let result = registry.transaction("test", |tx| {
+        insert_device(tx, &gateway(1))?;
+        insert_device(tx, &gateway(1))
+    });
+    assert!(result.is_err(), "duplicate serial");
+    assert_eq!(registry.count("devices").unwrap(), 0);
+    registry
+        .transaction("test", |tx| insert_device(tx, &gateway(121_000_000_001)))
+        .unwrap();
+    let info = registry
+        .gateway(Serial::new(121_000_000_001).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.system.0 as i64, system_id);
+    assert!(!info.retired);
+    assert_eq!(info.acked_seq, 0);
+    assert!(registry.gateway(Serial::new(5).unwrap()).unwrap().is_none());
+    let directory = DeviceDirectory::new();
+    assert_eq!(registry.load_directory(&directory).unwrap(), 1);
+    registry
+        .read(|c| {
+            c.execute("UPDATE devices SET state = 'retired'", params![])
+                .map_err(|source| Error::Registry {
+                    context: "test".into(),
+                    source,
+                })
+        })
+        .unwrap();
+    assert!(
+        registry
+            .gateway(Serial::new(121_000_000_001).unwrap())
+            .unwrap()
+            .unwrap()
+            .retired
+    );
+    assert!(registry.count("devices; DROP TABLE x").is_err());
+}
