@@ -3,6 +3,7 @@
 
 mod codec;
 mod crash;
+mod interop;
 mod registry;
 mod store;
 mod store_crash;

@@ -22,14 +22,14 @@ pub fn day() -> CivilDate {
     CivilDate::from_ymd(DAY.0, DAY.1, DAY.2).unwrap()
 }
 
-/// A small fleet's day of uploads and a directory of its devices (system = index + 1).
+/// A small fleet's day of uploads and a directory of its devices (the generator's system ids).
 pub fn fleet_day(systems: u32) -> (Vec<TelemetryBatch>, DeviceDirectory) {
     let fleet = Fleet::new(FleetConfig::new(11, systems, day(), 1));
     let directory = DeviceDirectory::new();
     let mut next_device = 1;
     let mut batches = Vec::new();
     for spec in fleet.systems() {
-        let system = SystemId(spec.id.0 + 1);
+        let system = spec.id;
         directory
             .set_time_zone(system, spec.place.time_zone)
             .unwrap();
@@ -53,7 +53,7 @@ pub fn fleet_day(systems: u32) -> (Vec<TelemetryBatch>, DeviceDirectory) {
     (batches, directory)
 }
 
-async fn append_all(store: &Store, batches: &[TelemetryBatch]) {
+pub async fn append_all(store: &Store, batches: &[TelemetryBatch]) {
     let pending: Vec<_> = batches
         .iter()
         .map(|b| store.append(b.clone()).unwrap())
@@ -373,7 +373,7 @@ async fn unknown_serials_are_kept_not_dropped() {
 }
 
 /// Energy per (system, device) of rows, with device 0 the system total.
-fn energy_by_device(rows: &RecordBatch) -> std::collections::BTreeMap<(u32, u32), u64> {
+pub fn energy_by_device(rows: &RecordBatch) -> std::collections::BTreeMap<(u32, u32), u64> {
     let systems = rows
         .column_by_name("system_id")
         .unwrap()
