@@ -7,7 +7,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use sunfleet_engine::Error;
 use sunfleet_engine::directory::{DeviceDirectory, DeviceRef};
-use sunfleet_engine::ids::{BatchSeq, DeviceId, SystemId};
+use sunfleet_engine::ids::{BatchSeq, DeviceId};
 use sunfleet_engine::manifest::Manifest;
 use sunfleet_engine::store::{ReadRequest, Store, StoreConfig};
 use sunfleet_engine::tables::Table;
