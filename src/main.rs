@@ -1,6 +1,9 @@
 //! `sunfleet`: the binary that wires the crates together. See `README.md` for the quick start
 //! and `ARCHITECTURE.md` for the code map.
 
+mod data;
+mod export;
+mod import;
 mod simulate;
 
 use std::process::ExitCode;
@@ -24,10 +27,10 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run SQL against a data folder.
     Sql,
-    /// Load historical readings from CSV.
-    Import,
+    /// Load historical microinverter readings from CSV (one row per device and interval).
+    Import(import::ImportArgs),
     /// Write a time range for chosen systems to Parquet or CSV.
-    Export,
+    Export(export::ExportArgs),
     /// Certificate tools: fleet CA, server and gateway certificates.
     Cert,
 }
@@ -46,8 +49,8 @@ fn main() -> ExitCode {
         Command::Demo => not_built("demo", "#6"),
         Command::Serve => not_built("serve", "#4 and #6"),
         Command::Sql => not_built("sql", "#5"),
-        Command::Import => not_built("import", "#3"),
-        Command::Export => not_built("export", "#3"),
+        Command::Import(args) => import::run(args),
+        Command::Export(args) => export::run(args),
         Command::Cert => not_built("cert", "#4"),
     };
     match result {

@@ -3,6 +3,7 @@
 //! Run in release mode: `cargo run --release -p sunfleet-benches -- <workload>`.
 
 mod parquet_layout;
+mod store;
 
 use std::time::Instant;
 
@@ -63,6 +64,26 @@ enum Workload {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// The engine's write path: durable appends into the store with background persistence,
+    /// then rollups and compaction; bytes per reading beside DuckDB; peak memory.
+    Store {
+        #[arg(long, default_value_t = 2_000)]
+        systems: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        #[arg(long, default_value_t = 512)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 5)]
+        flush_ms: u64,
+        /// Persist once the write buffer holds this many rows.
+        #[arg(long, default_value_t = 8_000_000)]
+        persist_rows: usize,
+        /// Data folder (default: target/bench-store).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +107,23 @@ fn main() -> anyhow::Result<()> {
             in_flight,
             dir,
         } => wal(systems, seed, writers, flush_ms, in_flight, dir),
+        Workload::Store {
+            systems,
+            seed,
+            writers,
+            in_flight,
+            flush_ms,
+            persist_rows,
+            dir,
+        } => store::run(store::Options {
+            systems,
+            seed,
+            writers,
+            in_flight,
+            flush_ms,
+            persist_rows,
+            dir,
+        }),
     }
 }
 

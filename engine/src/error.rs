@@ -56,6 +56,10 @@ pub enum Error {
     Schema { table: &'static str, reason: String },
     #[error("unknown time zone {name:?}: {reason}")]
     UnknownTimeZone { name: String, reason: String },
+    #[error(
+        "the write buffer holds {rows} rows, the most allowed is {limit}: persistence is behind; retry shortly"
+    )]
+    BufferFull { rows: usize, limit: usize },
     #[error("registry: {context}: {source}")]
     Registry {
         context: String,

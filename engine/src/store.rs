@@ -49,6 +49,9 @@ pub struct StoreConfig {
     pub persist_rows: usize,
     /// … or this long after the last persist.
     pub persist_interval: Duration,
+    /// Appends are refused ([`Error::BufferFull`]) while the buffer holds this many rows
+    /// (persistence is behind): this bounds the engine's memory.
+    pub max_buffered_rows: usize,
     /// Compact an open day once its newest run of small files is this long.
     pub compact_min_files: usize,
     /// A file with fewer rows than this is small (merged during the day).
@@ -70,6 +73,7 @@ impl StoreConfig {
             storage: StorageLocation::Local(data_dir.join("parquet")),
             persist_rows: 8_000_000,
             persist_interval: Duration::from_secs(60),
+            max_buffered_rows: 32_000_000,
             compact_min_files: 4,
             small_file_rows: 1_000_000,
             compaction_grace_us: 3_600 * 1_000_000,
@@ -84,6 +88,7 @@ impl StoreConfig {
         Self {
             wal: WalConfig::for_tests(data_dir.join("wal")),
             persist_rows: 100_000,
+            max_buffered_rows: 10_000_000,
             compact_min_files: 2,
             compaction_chunk_rows: 5_000,
             ..Self::new(data_dir)
@@ -261,8 +266,16 @@ impl Store {
         self.replayed_records
     }
 
-    /// Queues a batch; the handle resolves once it is durable and readable.
+    /// Queues a batch; the handle resolves once it is durable and readable. Refused with
+    /// [`Error::BufferFull`] while persistence is too far behind (the caller retries later).
     pub fn append(&self, batch: TelemetryBatch) -> Result<PendingAppend, Error> {
+        let rows = self.buffered_rows();
+        if rows >= self.config.max_buffered_rows {
+            return Err(Error::BufferFull {
+                rows,
+                limit: self.config.max_buffered_rows,
+            });
+        }
         self.wal.append_owned(batch)
     }
 

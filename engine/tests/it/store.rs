@@ -6,13 +6,14 @@ use std::path::Path;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use sunfleet_engine::Error;
-use sunfleet_engine::directory::{DeviceDirectory, DeviceRef};
-use sunfleet_engine::ids::{BatchSeq, DeviceId};
+use sunfleet_engine::directory::DeviceDirectory;
+use sunfleet_engine::ids::BatchSeq;
 use sunfleet_engine::manifest::Manifest;
 use sunfleet_engine::store::{ReadRequest, Store, StoreConfig};
 use sunfleet_engine::tables::Table;
 use sunfleet_engine::telemetry::TelemetryBatch;
 use sunfleet_engine::time::CivilDate;
+use sunfleet_fixtures::seed::fleet_directory;
 use sunfleet_fixtures::stream::stream_system;
 use sunfleet_fixtures::{Fleet, FleetConfig};
 
@@ -25,32 +26,11 @@ pub fn day() -> CivilDate {
 /// A small fleet's day of uploads and a directory of its devices (the generator's system ids).
 pub fn fleet_day(systems: u32) -> (Vec<TelemetryBatch>, DeviceDirectory) {
     let fleet = Fleet::new(FleetConfig::new(11, systems, day(), 1));
-    let directory = DeviceDirectory::new();
-    let mut next_device = 1;
     let mut batches = Vec::new();
     for spec in fleet.systems() {
-        let system = spec.id;
-        directory
-            .set_time_zone(system, spec.place.time_zone)
-            .unwrap();
-        let serials = std::iter::once(spec.gateway.serial)
-            .chain(spec.micros.iter().map(|m| m.serial))
-            .chain(spec.production_meter.iter().map(|m| m.serial))
-            .chain(spec.consumption_meter.iter().map(|(m, _)| m.serial))
-            .chain(spec.batteries.iter().map(|b| b.serial));
-        for serial in serials {
-            directory.insert(
-                serial,
-                DeviceRef {
-                    system,
-                    device: DeviceId(next_device),
-                },
-            );
-            next_device += 1;
-        }
         stream_system(&fleet, spec, |u| batches.push((*u.batch).clone()));
     }
-    (batches, directory)
+    (batches, fleet_directory(&fleet).unwrap())
 }
 
 pub async fn append_all(store: &Store, batches: &[TelemetryBatch]) {
@@ -457,4 +437,32 @@ async fn rollups_add_up_to_the_readings_and_late_data_rebuilds_only_its_system()
     // Compaction keeps the answer.
     store.compact().await.unwrap();
     check(updated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_are_refused_while_the_buffer_is_full_and_accepted_after_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(1);
+    let mut config = StoreConfig::for_tests(dir.path());
+    config.max_buffered_rows = 100;
+    let store = Store::open(config, directory).await.unwrap();
+    let mut appended = 0;
+    let refused = loop {
+        match store.append(batches[appended].clone()) {
+            Ok(pending) => pending.durable().await.unwrap(),
+            Err(error) => break error,
+        };
+        appended += 1;
+    };
+    assert!(
+        matches!(refused, Error::BufferFull { limit: 100, .. }),
+        "{refused}"
+    );
+    store.persist().await.unwrap();
+    store
+        .append(batches[appended].clone())
+        .unwrap()
+        .durable()
+        .await
+        .unwrap();
 }
