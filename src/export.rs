@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use arrow::array::TimestampMicrosecondArray;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use jiff::Timestamp;
 use parquet::arrow::ArrowWriter;
 use roaring::RoaringBitmap;
 use sunfleet_engine::storage::{FileKind, writer_properties};
@@ -52,6 +54,11 @@ pub struct ExportArgs {
     pub data: PathBuf,
 }
 
+enum CsvColumn<'a> {
+    Time(&'a TimestampMicrosecondArray),
+    Other(ArrayFormatter<'a>),
+}
+
 /// Where rows go.
 enum Sink {
     Parquet(Box<ArrowWriter<File>>),
@@ -64,17 +71,29 @@ impl Sink {
             Sink::Parquet(writer) => writer.write(rows)?,
             Sink::Csv(out) => {
                 let options = FormatOptions::default();
-                let formatters = rows
-                    .columns()
-                    .iter()
-                    .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let columns =
+                    rows.columns()
+                        .iter()
+                        .map(
+                            |c| match c.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+                                // RFC 3339 in UTC, which arrow's formatter cannot do for a named zone.
+                                Some(times) => Ok(CsvColumn::Time(times)),
+                                None => ArrayFormatter::try_new(c.as_ref(), &options)
+                                    .map(CsvColumn::Other),
+                            },
+                        )
+                        .collect::<Result<Vec<_>, _>>()?;
                 for row in 0..rows.num_rows() {
-                    for (i, formatter) in formatters.iter().enumerate() {
+                    for (i, column) in columns.iter().enumerate() {
                         if i > 0 {
                             out.write_all(b",")?;
                         }
-                        write!(out, "{}", formatter.value(row))?;
+                        match column {
+                            CsvColumn::Time(times) => {
+                                write!(out, "{}", Timestamp::from_microsecond(times.value(row))?)?;
+                            }
+                            CsvColumn::Other(formatter) => write!(out, "{}", formatter.value(row))?,
+                        }
                     }
                     out.write_all(b"\n")?;
                 }

@@ -1,5 +1,6 @@
-//! `sunfleet import`: loads historical microinverter readings from CSV, the shape installers
-//! export from other monitoring portals: one row per device and interval.
+//! `sunfleet import`: loads history from CSV, in the shapes installers export from other
+//! monitoring portals: one row per device and interval (microinverter readings), or one row
+//! per system and day (daily production totals, stored as the systems' daily rollups).
 //!
 //! Every row is validated; valid rows go through the engine's normal write path (WAL, then
 //! Parquet), so an import is as durable and as deduplicated as live telemetry (re-importing
@@ -15,18 +16,20 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
 use sunfleet_engine::directory::DeviceDirectory;
-use sunfleet_engine::ids::{BatchSeq, Serial};
+use sunfleet_engine::ids::{BatchSeq, Serial, SystemId};
 use sunfleet_engine::telemetry::{MicroReading, TelemetryBatch, micro_status};
+use sunfleet_engine::time::CivilDate;
 
 use crate::data::{DEFAULT_DATA_DIR, DataFolder};
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// CSV file with one row per device and interval. Columns (header names are matched
-    /// case-insensitively, punctuation ignored): serial; end_time (RFC 3339, or local time
-    /// of the system as YYYY-MM-DD HH:MM[:SS]); energy_wh (or energy_j, energy_kwh);
-    /// optional interval_s (default 300), ac_power_w, dc_voltage_v, dc_current_a,
-    /// ac_voltage_v, ac_frequency_hz, temperature_c.
+    /// CSV file. Header names are matched case-insensitively, punctuation ignored.
+    /// Per device and interval: serial; end_time (RFC 3339, or the system's local time as
+    /// YYYY-MM-DD HH:MM[:SS]); energy_wh (or energy_j, energy_kwh); optional interval_s
+    /// (default 300), ac_power_w, dc_voltage_v, dc_current_a, ac_voltage_v,
+    /// ac_frequency_hz, temperature_c. Per system and day: system_id; date (the system's
+    /// local date, YYYY-MM-DD); energy_kwh (or energy_wh).
     pub file: PathBuf,
     /// Data folder.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
@@ -88,8 +91,9 @@ impl Columns {
             .or_else(|| find(&["energy_kwh", "kwh"]).map(|i| (i, 3_600_000.0)));
         let (Some(serial), Some(time), Some(energy)) = (serial, time, energy) else {
             bail!(
-                "the header {:?} lacks a required column: it needs serial, end_time and energy_wh \
-                 (or energy_j / energy_kwh)",
+                "the header {:?} lacks a required column: per device and interval it needs \
+                 serial, end_time and energy_wh (or energy_j / energy_kwh); per system and day, \
+                 system_id, date and energy_kwh (or energy_wh)",
                 headers.iter().collect::<Vec<_>>()
             );
         };
@@ -106,6 +110,74 @@ impl Columns {
             temperature_c: find(&["temperature_c", "temp_c"]),
         })
     }
+}
+
+/// Columns of a per-system, per-day file.
+#[derive(Debug, Clone, Copy)]
+struct DayColumns {
+    system: usize,
+    date: usize,
+    /// Column and its factor to joules.
+    energy: (usize, f64),
+}
+
+impl DayColumns {
+    fn find(headers: &csv::StringRecord) -> Option<Self> {
+        let names: Vec<String> = headers.iter().map(normalise).collect();
+        let find = |aliases: &[&str]| names.iter().position(|n| aliases.contains(&n.as_str()));
+        Some(Self {
+            system: find(&["system_id", "system", "site_id"])?,
+            date: find(&["date", "day", "local_date"])?,
+            energy: find(&["energy_kwh", "energy_produced_kwh", "kwh"])
+                .map(|i| (i, 3_600_000.0))
+                .or_else(|| {
+                    find(&["energy_wh", "energy_produced_wh", "wh"]).map(|i| (i, 3_600.0))
+                })?,
+        })
+    }
+}
+
+/// The most a system produces in a day; more is a unit error in the file.
+const MAX_DAILY_ENERGY_KWH: f64 = 100_000.0;
+
+fn parse_day_row(
+    row: &csv::StringRecord,
+    columns: &DayColumns,
+    directory: &DeviceDirectory,
+    today: CivilDate,
+) -> Result<(SystemId, CivilDate, u64), String> {
+    let field = |i: usize| row.get(i).unwrap_or("").trim();
+    let system_text = field(columns.system);
+    let system = system_text
+        .parse::<u32>()
+        .map(SystemId)
+        .map_err(|_| format!("system_id: {system_text:?} is not a system id"))?;
+    if !directory.knows_system(system) {
+        return Err(format!("system {} is not registered", system.0));
+    }
+    let date_text = field(columns.date);
+    let date = CivilDate::from_str(date_text)
+        .map_err(|_| format!("date: {date_text:?} is not a date (YYYY-MM-DD)"))?;
+    if date > today {
+        return Err(format!("date: {date} is in the future"));
+    }
+    let (column, to_joules) = columns.energy;
+    let energy_text = field(column);
+    let energy: f64 = energy_text
+        .parse()
+        .ok()
+        .filter(|e: &f64| e.is_finite())
+        .ok_or_else(|| format!("energy: {energy_text:?} is not a number"))?;
+    if energy < 0.0 {
+        return Err(format!("energy: {energy} is negative"));
+    }
+    let joules = energy * to_joules;
+    if joules > MAX_DAILY_ENERGY_KWH * 3_600_000.0 {
+        return Err(format!(
+            "energy: {energy} is more than {MAX_DAILY_ENERGY_KWH} kWh in a day (wrong unit?)"
+        ));
+    }
+    Ok((system, date, joules.round() as u64))
 }
 
 /// Reads one row into a reading, or says what is wrong with it.
@@ -266,6 +338,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
 
 async fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let data = DataFolder::open(&args.data).await?;
+    let headers = csv::Reader::from_path(&args.file)
+        .and_then(|mut r| r.headers().cloned())
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    if Columns::find(&headers).is_err()
+        && let Some(columns) = DayColumns::find(&headers)
+    {
+        return import_days(args, &data, columns).await;
+    }
     let (readings, rejections, systems) = read_file(&args.file, &data.directory)?;
     rejections.print();
     if args.strict && rejections.total > 0 {
@@ -306,6 +386,61 @@ async fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         Timestamp::from_microsecond(last)?,
         persisted.rows,
         persisted.files
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Imports a per-system, per-day file: validated entirely first, then stored at once.
+async fn import_days(
+    args: &ImportArgs,
+    data: &DataFolder,
+    columns: DayColumns,
+) -> anyhow::Result<ExitCode> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let today = CivilDate::of_timestamp(now_us()).add_days(1);
+    let mut totals = Vec::new();
+    let mut rejections = Rejections::default();
+    let mut row = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut row) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(error) => {
+                let line = error.position().map_or(0, |p| p.line());
+                rejections.add(line, format!("unreadable CSV: {error}"));
+                continue;
+            }
+        }
+        let line = row.position().map_or(0, |p| p.line());
+        match parse_day_row(&row, &columns, &data.directory, today) {
+            Ok(total) => totals.push(total),
+            Err(reason) => rejections.add(line, reason),
+        }
+    }
+    rejections.print();
+    if args.strict && rejections.total > 0 {
+        eprintln!("--strict: nothing was imported");
+        return Ok(ExitCode::FAILURE);
+    }
+    if totals.is_empty() {
+        eprintln!("no valid rows: nothing was imported");
+        return Ok(ExitCode::FAILURE);
+    }
+    let report = data.store.import_daily_totals(&totals).await?;
+    for (system, date) in &report.skipped_measured {
+        eprintln!(
+            "kept the measured total of system {} on {date} (readings exist for that day)",
+            system.0
+        );
+    }
+    let systems: BTreeSet<u32> = totals.iter().map(|t| t.0.0).collect();
+    println!(
+        "imported {} daily totals of {} systems",
+        report.stored,
+        systems.len()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -77,6 +77,14 @@ impl DeviceDirectory {
         Ok(())
     }
 
+    /// Whether the registry has this system (every registered system has a time zone).
+    pub fn knows_system(&self, system: SystemId) -> bool {
+        self.zones
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&system)
+    }
+
     /// A system's time zone; UTC when none is known.
     pub fn time_zone(&self, system: SystemId) -> TimeZone {
         self.zones

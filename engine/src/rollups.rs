@@ -259,6 +259,37 @@ pub fn calendar_rollups(
     rows.into_batch(table)
 }
 
+/// Day rollup rows (`device_id` 0) from daily totals imported for systems: (system,
+/// site-local date, energy). They carry no readings count and no power peak.
+pub fn imported_day_rows(
+    totals: &[(SystemId, CivilDate, u64)],
+    zone: impl Fn(SystemId) -> TimeZone,
+) -> Result<RecordBatch, Error> {
+    let mut rows = RollupRows::default();
+    for &(system, date, energy_j) in totals {
+        let zone = zone(system);
+        let (y, m, d) = date.ymd();
+        let local = Date::new(y as i16, m as i8, d as i8).map_err(|e| Error::InvalidDate {
+            text: format!("{date}: {e}"),
+        })?;
+        let next = local.tomorrow().map_err(|e| Error::InvalidDate {
+            text: format!("{date}: {e}"),
+        })?;
+        let span = (local_midnight(&zone, local)?, local_midnight(&zone, next)?);
+        rows.push(
+            system.0,
+            0,
+            span,
+            date.days_since_epoch(),
+            Aggregate {
+                energy_j,
+                ..Aggregate::default()
+            },
+        );
+    }
+    rows.into_batch(Table::RollupDay)
+}
+
 /// The site-local dates whose day can include part of UTC day `day` (any zone).
 pub fn local_days_touching(day: CivilDate) -> [CivilDate; 3] {
     [day.add_days(-1), day, day.add_days(1)]

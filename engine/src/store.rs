@@ -30,8 +30,11 @@ use crate::compaction::merge_files;
 use crate::dedup::sort_dedup;
 use crate::directory::DeviceDirectory;
 use crate::failpoint;
+use crate::ids::SystemId;
 use crate::manifest::{FileEntry, FileStats, MANIFEST_DIR, Manifest, PendingRollup, typed_column};
-use crate::rollups::{bucket_rollups, calendar_rollups, local_days_touching, month_of};
+use crate::rollups::{
+    bucket_rollups, calendar_rollups, imported_day_rows, local_days_touching, month_of,
+};
 use crate::scan::{Systems, read_files};
 use crate::storage::{FileKind, ObjectStorage, StorageLocation, encode_parquet};
 use crate::tables::{LOCAL_DATE, SYSTEM_ID, TIME, Table};
@@ -136,6 +139,14 @@ pub struct ReadSnapshot {
     pub files: Vec<FileEntry>,
     /// Buffered rows of the request's days (not filtered further), oldest first.
     pub buffered: Vec<RecordBatch>,
+}
+
+/// What [`Store::import_daily_totals`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DailyImport {
+    pub stored: usize,
+    /// (system, date) pairs left alone because readings measured them.
+    pub skipped_measured: Vec<(SystemId, CivilDate)>,
 }
 
 /// What [`Store::persist`] did.
@@ -512,6 +523,93 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Stores daily production totals imported for systems (history from before Sunfleet):
+    /// rows of `rollup_day` for the system (`device_id` 0), then the months they fall in are
+    /// rebuilt. A (system, date) that already has measured readings keeps its measured total
+    /// and is returned as skipped.
+    pub async fn import_daily_totals(
+        &self,
+        totals: &[(SystemId, CivilDate, u64)],
+    ) -> Result<DailyImport, Error> {
+        let _turn = self.maintenance.lock().await;
+        let base = self.manifest();
+        let mut manifest = Manifest {
+            version: base.version + 1,
+            ..(*base).clone()
+        };
+        drop(base);
+        let systems: RoaringBitmap = totals.iter().map(|(s, _, _)| s.0).collect();
+        let (Some(first), Some(last)) = (
+            totals.iter().map(|t| t.1).min(),
+            totals.iter().map(|t| t.1).max(),
+        ) else {
+            return Ok(DailyImport::default());
+        };
+        // Days measured by readings (their rollup rows count readings) are not overwritten.
+        let existing = read_files(
+            &self.storage,
+            &manifest.files_of(Table::RollupDay, month_of(first), last),
+            Systems::Set(&systems),
+        )
+        .await?;
+        let mut measured = std::collections::HashSet::new();
+        for batch in &existing {
+            let system = typed_column::<UInt32Array>(batch, Table::RollupDay, SYSTEM_ID)?;
+            let device = typed_column::<UInt32Array>(batch, Table::RollupDay, "device_id")?;
+            let date = typed_column::<Date32Array>(batch, Table::RollupDay, LOCAL_DATE)?;
+            let readings = typed_column::<UInt32Array>(batch, Table::RollupDay, "readings")?;
+            for i in 0..batch.num_rows() {
+                if device.value(i) == 0 && readings.value(i) > 0 {
+                    measured.insert((system.value(i), date.value(i)));
+                }
+            }
+        }
+        let (kept, skipped): (Vec<_>, Vec<_>) = totals
+            .iter()
+            .copied()
+            .partition(|(s, d, _)| !measured.contains(&(s.0, d.days_since_epoch())));
+        let devices = self.devices.clone();
+        let day_rows = imported_day_rows(&kept, |s| devices.time_zone(s))?;
+        let mut dates: Vec<CivilDate> = kept.iter().map(|t| t.1).collect();
+        dates.sort();
+        dates.dedup();
+        for date in &dates {
+            let rows = rows_of_local_date(&day_rows, *date)?;
+            self.add_rollup_file(&mut manifest, Table::RollupDay, *date, vec![rows])
+                .await?;
+        }
+        let mut months: Vec<CivilDate> = dates.iter().map(|d| month_of(*d)).collect();
+        months.dedup();
+        for month in months {
+            let next_month = month_of(month.add_days(31));
+            let days = read_files(
+                &self.storage,
+                &manifest.files_of(Table::RollupDay, month, next_month.add_days(-1)),
+                Systems::Set(&systems),
+            )
+            .await?;
+            let devices = self.devices.clone();
+            let month_rows = tokio::task::spawn_blocking(move || {
+                let days = sort_dedup(Table::RollupDay, &days)?;
+                calendar_rollups(
+                    Table::RollupMonth,
+                    &days,
+                    |system| devices.time_zone(system),
+                    |date| date == month,
+                )
+            })
+            .await
+            .map_err(join_error)??;
+            self.add_rollup_file(&mut manifest, Table::RollupMonth, month, vec![month_rows])
+                .await?;
+        }
+        self.install_manifest(manifest, Vec::new(), |_| {}).await?;
+        Ok(DailyImport {
+            stored: kept.len(),
+            skipped_measured: skipped.into_iter().map(|(s, d, _)| (s, d)).collect(),
+        })
     }
 
     /// Writes rollup rows as a new file of (table, day) in `manifest` (newest generation, so

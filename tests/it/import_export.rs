@@ -183,6 +183,68 @@ fn import_validates_rows_stores_the_good_ones_and_export_writes_them_back() {
     let total: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(total, 3);
 
+    // Daily totals per system: stored as the system's daily rollups, months rebuilt; a day
+    // with measured readings keeps its measured total.
+    let days = dir.path().join("days.csv");
+    std::fs::write(
+        &days,
+        format!(
+            "System ID,Date,Energy (kWh)\n\
+             {id},2026-04-01,10.5\n\
+             {id},2026-04-02,12\n\
+             {id},2026-05-03,99\n\
+             424242,2026-04-03,1\n\
+             {id},April 4th,1\n\
+             {id},2099-01-01,1\n",
+            id = system.id.0
+        ),
+    )
+    .unwrap();
+    let out = sunfleet(&["import", "--data", data_arg, days.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stderr(&out);
+    for expected in [
+        "rejected 3 row(s)",
+        "system 424242 is not registered (line 5)",
+        "date: \"April 4th\" is not a date",
+        "date: 2099-01-01 is in the future (line 7)",
+        "kept the measured total",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+    assert!(
+        stdout(&out).contains("imported 2 daily totals of 1 systems"),
+        "{}",
+        stdout(&out)
+    );
+    let april = |table| {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let registry = Registry::open(data.join("registry.sqlite3")).unwrap();
+            let directory = DeviceDirectory::new();
+            registry.load_directory(&directory).unwrap();
+            let store = Store::open(StoreConfig::new(&data), directory)
+                .await
+                .unwrap();
+            let first = CivilDate::from_ymd(2026, 3, 30).unwrap();
+            let last = CivilDate::from_ymd(2026, 4, 3).unwrap();
+            let rows = store
+                .read(&ReadRequest::days(table, first, last))
+                .await
+                .unwrap();
+            let energy = rows
+                .column_by_name("energy_j")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>();
+            energy.values().to_vec()
+        })
+    };
+    assert_eq!(april(Table::RollupDay), [37_800_000, 43_200_000]);
+    assert_eq!(april(Table::RollupMonth), [81_000_000]);
+
     // Bad export arguments: a clear error, no file.
     let bad = sunfleet(&[
         "export",
