@@ -9,7 +9,10 @@
 //! power loss. Serial → device lookups for the write path are served from memory
 //! ([`Registry::load_directory`] fills a [`DeviceDirectory`]).
 
+mod arrow_tables;
 pub mod records;
+
+pub use arrow_tables::SQL_TABLES;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};

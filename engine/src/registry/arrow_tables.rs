@@ -1,0 +1,116 @@
+//! The registry's tables as Arrow batches, for the query layer to expose to SQL.
+//!
+//! Column types follow the declared SQLite types (INTEGER → Int64, REAL → Float64, TEXT →
+//! Utf8) and their NOT NULL constraints. Secrets never leave: password hashes are left out.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use rusqlite::types::ValueRef;
+
+use super::{Registry, sql_error};
+use crate::Error;
+
+/// Registry tables that SQL may read.
+pub const SQL_TABLES: &[&str] = &[
+    "companies",
+    "owners",
+    "users",
+    "systems",
+    "subcontractor_grants",
+    "arrays",
+    "devices",
+    "production_estimates",
+    "activation_steps",
+    "events",
+    "gateway_tasks",
+    "service_requests",
+];
+
+/// Columns that SQL never sees.
+const HIDDEN_COLUMNS: &[&str] = &["password_hash"];
+
+enum Column {
+    Integer(Int64Builder),
+    Real(Float64Builder),
+    Text(StringBuilder),
+}
+
+impl Registry {
+    /// A registry table (one of [`SQL_TABLES`]) as one Arrow batch.
+    pub fn table_batch(&self, table: &str) -> Result<RecordBatch, Error> {
+        if !SQL_TABLES.contains(&table) {
+            return Err(Error::UnknownTable {
+                name: table.to_owned(),
+            });
+        }
+        self.read(|connection| {
+            let context = || format!("reading {table}");
+            let mut info = connection
+                .prepare(&format!("PRAGMA table_info({table})"))
+                .map_err(sql_error(context()))?;
+            let declared: Vec<(String, String, bool)> = info
+                .query_map([], |row| Ok((row.get(1)?, row.get(2)?, row.get::<_, i64>(3)? != 0)))
+                .map_err(sql_error(context()))?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error(context()))?;
+            let declared: Vec<_> = declared
+                .into_iter()
+                .filter(|(name, _, _)| !HIDDEN_COLUMNS.contains(&name.as_str()))
+                .collect();
+            let mut fields = Vec::new();
+            let mut columns = Vec::new();
+            for (name, sql_type, not_null) in &declared {
+                let (data_type, column) = match sql_type.to_ascii_uppercase().as_str() {
+                    "INTEGER" => (DataType::Int64, Column::Integer(Int64Builder::new())),
+                    "REAL" => (DataType::Float64, Column::Real(Float64Builder::new())),
+                    _ => (DataType::Utf8, Column::Text(StringBuilder::new())),
+                };
+                // An INTEGER PRIMARY KEY is never NULL though SQLite does not declare it so.
+                fields.push(Field::new(name, data_type, !*not_null && name != "id"));
+                columns.push(column);
+            }
+            let names: Vec<&str> = declared.iter().map(|(n, _, _)| n.as_str()).collect();
+            let mut select = connection
+                .prepare(&format!("SELECT {} FROM {table} ORDER BY rowid", names.join(", ")))
+                .map_err(sql_error(context()))?;
+            let mut rows = select.query([]).map_err(sql_error(context()))?;
+            while let Some(row) = rows.next().map_err(sql_error(context()))? {
+                for (i, column) in columns.iter_mut().enumerate() {
+                    let value = row.get_ref(i).map_err(sql_error(context()))?;
+                    match (column, value) {
+                        (Column::Integer(b), ValueRef::Integer(v)) => b.append_value(v),
+                        (Column::Real(b), ValueRef::Real(v)) => b.append_value(v),
+                        (Column::Real(b), ValueRef::Integer(v)) => b.append_value(v as f64),
+                        (Column::Text(b), ValueRef::Text(v)) => {
+                            b.append_value(String::from_utf8_lossy(v))
+                        }
+                        (Column::Text(b), ValueRef::Integer(v)) => b.append_value(v.to_string()),
+                        (Column::Text(b), ValueRef::Real(v)) => b.append_value(v.to_string()),
+                        (Column::Integer(b), _) => b.append_null(),
+                        (Column::Real(b), _) => b.append_null(),
+                        (Column::Text(b), _) => b.append_null(),
+                    }
+                }
+            }
+            let arrays: Vec<ArrayRef> = columns
+                .into_iter()
+                .map(|c| -> ArrayRef {
+                    match c {
+                        Column::Integer(mut b) => Arc::new(b.finish()),
+                        Column::Real(mut b) => Arc::new(b.finish()),
+                        Column::Text(mut b) => Arc::new(b.finish()),
+                    }
+                })
+                .collect();
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|source| {
+                Error::Arrow {
+                    context: context(),
+                    source,
+                }
+            })
+        })
+    }
+}
