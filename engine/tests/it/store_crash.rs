@@ -161,11 +161,12 @@ fn run_and_kill(dir: &Path, kill: Kill) -> Vec<(usize, u64)> {
     reader.join().unwrap()
 }
 
-/// Every micro reading in the store: (serial, time) → (system, energy).
+/// Every micro reading in the store: (serial, time) → (system, energy); and the per-system
+/// energy of the daily rollups, brought up to date first.
 async fn stored_readings(
     dir: &Path,
     directory: &DeviceDirectory,
-) -> HashMap<(u64, i64), (u32, u32)> {
+) -> (HashMap<(u64, i64), (u32, u32)>, BTreeMap<u32, u64>) {
     let store = Store::open(config(dir), directory.clone()).await.unwrap();
     let request = ReadRequest::days(
         Table::Readings,
@@ -173,6 +174,26 @@ async fn stored_readings(
         day().add_days(MAX_CYCLES as i32 + 1),
     );
     let rows = store.read(&request).await.unwrap();
+    // Rollups cover persisted rows: persist what the WAL replayed, then roll up.
+    store.persist().await.unwrap();
+    store.roll_up().await.unwrap();
+    let daily = store
+        .read(&ReadRequest::days(
+            Table::RollupDay,
+            day().add_days(-2),
+            day().add_days(MAX_CYCLES as i32 + 2),
+        ))
+        .await
+        .unwrap();
+    let mut rollup_totals = BTreeMap::new();
+    let daily_systems = daily.column_by_name("system_id").unwrap().as_primitive::<UInt32Type>();
+    let daily_devices = daily.column_by_name("device_id").unwrap().as_primitive::<UInt32Type>();
+    let daily_energy = daily.column_by_name("energy_j").unwrap().as_primitive::<UInt64Type>();
+    for i in 0..daily.num_rows() {
+        if daily_devices.value(i) == 0 {
+            *rollup_totals.entry(daily_systems.value(i)).or_default() += daily_energy.value(i);
+        }
+    }
     let serials = rows
         .column_by_name("serial")
         .unwrap()
@@ -197,7 +218,7 @@ async fn stored_readings(
         );
         assert!(previous.is_none(), "a reading is stored twice");
     }
-    out
+    (out, rollup_totals)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +268,7 @@ async fn acknowledged_batches_survive_store_crashes() {
     };
     for (round, kill) in rounds.into_iter().enumerate() {
         acknowledged.extend(run_and_kill(dir.path(), kill));
-        let stored = stored_readings(dir.path(), &directory).await;
+        let (stored, rollup_totals) = stored_readings(dir.path(), &directory).await;
         let mut present: BTreeSet<(usize, u64)> = BTreeSet::new();
         let mut highest_cycle = 0;
         for cycle in 0..MAX_CYCLES {
@@ -299,6 +320,7 @@ async fn acknowledged_batches_survive_store_crashes() {
             *totals.entry(*system).or_default() += u64::from(*energy);
         }
         assert_eq!(totals, model, "round {round}: per-system energy");
+        assert_eq!(rollup_totals, model, "round {round}: per-system energy of the daily rollups");
         // The next round continues after the last cycle that reached the store.
         std::fs::write(
             dir.path().join("next-cycle"),
