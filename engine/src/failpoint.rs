@@ -1,6 +1,7 @@
-//! Named crash points for the durability tests: `SUNFLEET_FAILPOINT=name:n` makes the
+//! Named fault points for the durability tests: `SUNFLEET_FAILPOINT=name:n` makes the
 //! process abort (as abruptly as SIGKILL: no destructors, no flushing) the `n`-th time
-//! execution reaches `hit("name")`. Unset, a hit costs one atomic load.
+//! execution reaches `hit("name")`, or makes the `n`-th `fails("name")` return true (an
+//! injected I/O error such as a full disk). Unset, a point costs one atomic load.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,13 +33,30 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
+/// Whether this is the chosen hit of the named failpoint.
+#[inline]
+fn chosen(name: &str) -> bool {
+    armed().is_some_and(|armed| {
+        armed.name == name && armed.hits.fetch_add(1, Ordering::Relaxed) + 1 == armed.at_hit
+    })
+}
+
 /// Aborts the process if the named failpoint is armed and this is its chosen hit.
 #[inline]
 pub fn hit(name: &str) {
-    if let Some(armed) = armed()
-        && armed.name == name
-        && armed.hits.fetch_add(1, Ordering::Relaxed) + 1 == armed.at_hit
-    {
+    if chosen(name) {
         std::process::abort();
     }
+}
+
+/// True (once) if the named failpoint is armed and this is its chosen hit: the caller
+/// then fails as if the disk had.
+#[inline]
+pub fn fails(name: &str) -> bool {
+    chosen(name)
+}
+
+/// The error an injected failure reports: "no space left on device".
+pub fn injected_error() -> std::io::Error {
+    std::io::Error::from_raw_os_error(28)
 }

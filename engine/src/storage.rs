@@ -125,6 +125,12 @@ impl ObjectStorage {
 
     /// Stores `bytes` at `path` (replacing any object there) and returns once they are durable.
     pub async fn put_durable(&self, path: &str, bytes: Vec<u8>) -> Result<(), Error> {
+        if crate::failpoint::fails("object-write-error") {
+            return Err(Error::Io {
+                path: PathBuf::from(path),
+                source: crate::failpoint::injected_error(),
+            });
+        }
         let location = ObjectPath::from(path);
         self.store
             .put(&location, PutPayload::from(bytes))

@@ -486,6 +486,11 @@ impl Writer {
             path: self.segment.path.clone(),
             source,
         };
+        if crate::failpoint::fails("wal-write-error") {
+            // A partial write, as a full disk leaves it.
+            let _ = self.segment.file.write_all(&bytes[..bytes.len() / 2]);
+            return Err(io(crate::failpoint::injected_error()));
+        }
         self.segment.file.write_all(bytes).map_err(io)?;
         crate::failpoint::hit("wal-after-write");
         self.segment

@@ -52,7 +52,9 @@ impl Registry {
                 .prepare(&format!("PRAGMA table_info({table})"))
                 .map_err(sql_error(context()))?;
             let declared: Vec<(String, String, bool)> = info
-                .query_map([], |row| Ok((row.get(1)?, row.get(2)?, row.get::<_, i64>(3)? != 0)))
+                .query_map([], |row| {
+                    Ok((row.get(1)?, row.get(2)?, row.get::<_, i64>(3)? != 0))
+                })
                 .map_err(sql_error(context()))?
                 .collect::<Result<_, _>>()
                 .map_err(sql_error(context()))?;
@@ -74,7 +76,10 @@ impl Registry {
             }
             let names: Vec<&str> = declared.iter().map(|(n, _, _)| n.as_str()).collect();
             let mut select = connection
-                .prepare(&format!("SELECT {} FROM {table} ORDER BY rowid", names.join(", ")))
+                .prepare(&format!(
+                    "SELECT {} FROM {table} ORDER BY rowid",
+                    names.join(", ")
+                ))
                 .map_err(sql_error(context()))?;
             let mut rows = select.query([]).map_err(sql_error(context()))?;
             while let Some(row) = rows.next().map_err(sql_error(context()))? {

@@ -4,6 +4,7 @@
 mod codec;
 mod crash;
 mod interop;
+mod io_errors;
 mod registry;
 mod store;
 mod store_crash;

@@ -466,3 +466,15 @@ async fn appends_are_refused_while_the_buffer_is_full_and_accepted_after_persist
         .await
         .unwrap();
 }
+
+/// The microinverter rows `batches` should leave in the store (resolved, deduplicated).
+pub fn readings_of(batches: &[TelemetryBatch], directory: &DeviceDirectory) -> RecordBatch {
+    use sunfleet_engine::tables::{ReadingsBuilder, RowBuilder};
+    let mut builder = ReadingsBuilder::new();
+    for batch in batches {
+        for reading in batch.micro.rows() {
+            builder.push(directory.get(reading.serial).unwrap(), &reading);
+        }
+    }
+    sunfleet_engine::dedup::sort_dedup(Table::Readings, &[builder.finish()]).unwrap()
+}

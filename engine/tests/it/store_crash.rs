@@ -186,9 +186,18 @@ async fn stored_readings(
         .await
         .unwrap();
     let mut rollup_totals = BTreeMap::new();
-    let daily_systems = daily.column_by_name("system_id").unwrap().as_primitive::<UInt32Type>();
-    let daily_devices = daily.column_by_name("device_id").unwrap().as_primitive::<UInt32Type>();
-    let daily_energy = daily.column_by_name("energy_j").unwrap().as_primitive::<UInt64Type>();
+    let daily_systems = daily
+        .column_by_name("system_id")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let daily_devices = daily
+        .column_by_name("device_id")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let daily_energy = daily
+        .column_by_name("energy_j")
+        .unwrap()
+        .as_primitive::<UInt64Type>();
     for i in 0..daily.num_rows() {
         if daily_devices.value(i) == 0 {
             *rollup_totals.entry(daily_systems.value(i)).or_default() += daily_energy.value(i);
@@ -320,7 +329,10 @@ async fn acknowledged_batches_survive_store_crashes() {
             *totals.entry(*system).or_default() += u64::from(*energy);
         }
         assert_eq!(totals, model, "round {round}: per-system energy");
-        assert_eq!(rollup_totals, model, "round {round}: per-system energy of the daily rollups");
+        assert_eq!(
+            rollup_totals, model,
+            "round {round}: per-system energy of the daily rollups"
+        );
         // The next round continues after the last cycle that reached the store.
         std::fs::write(
             dir.path().join("next-cycle"),
