@@ -307,6 +307,45 @@ impl Rejections {
         self.total += 1;
     }
 
+    /// Reads every record, passing it to `accept`; unreadable records and the rows `accept`
+    /// refuses (with its reason) are recorded with their line numbers.
+    fn collect<R: std::io::Read>(
+        reader: &mut csv::Reader<R>,
+        mut accept: impl FnMut(&csv::StringRecord) -> Result<(), String>,
+    ) -> Self {
+        let mut rejections = Self::default();
+        let mut row = csv::StringRecord::new();
+        loop {
+            match reader.read_record(&mut row) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(error) => {
+                    let line = error.position().map_or(0, |p| p.line());
+                    rejections.add(line, format!("unreadable CSV: {error}"));
+                    continue;
+                }
+            }
+            if let Err(reason) = accept(&row) {
+                rejections.add(row.position().map_or(0, |p| p.line()), reason);
+            }
+        }
+        rejections
+    }
+
+    /// Prints the summary and says whether the import may go on with `accepted` rows.
+    fn allow(&self, strict: bool, accepted: usize) -> bool {
+        self.print();
+        if strict && self.total > 0 {
+            eprintln!("--strict: nothing was imported");
+            return false;
+        }
+        if accepted == 0 {
+            eprintln!("no valid rows: nothing was imported");
+            return false;
+        }
+        true
+    }
+
     fn print(&self) {
         if self.total == 0 {
             return;
@@ -347,13 +386,7 @@ async fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         return import_days(args, &data, columns).await;
     }
     let (readings, rejections, systems) = read_file(&args.file, &data.directory)?;
-    rejections.print();
-    if args.strict && rejections.total > 0 {
-        eprintln!("--strict: nothing was imported");
-        return Ok(ExitCode::FAILURE);
-    }
-    if readings.is_empty() {
-        eprintln!("no valid rows: nothing was imported");
+    if !rejections.allow(args.strict, readings.len()) {
         return Ok(ExitCode::FAILURE);
     }
     let mut pending = Vec::new();
@@ -402,31 +435,11 @@ async fn import_days(
         .with_context(|| format!("reading {}", args.file.display()))?;
     let today = CivilDate::of_timestamp(now_us()).add_days(1);
     let mut totals = Vec::new();
-    let mut rejections = Rejections::default();
-    let mut row = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut row) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(error) => {
-                let line = error.position().map_or(0, |p| p.line());
-                rejections.add(line, format!("unreadable CSV: {error}"));
-                continue;
-            }
-        }
-        let line = row.position().map_or(0, |p| p.line());
-        match parse_day_row(&row, &columns, &data.directory, today) {
-            Ok(total) => totals.push(total),
-            Err(reason) => rejections.add(line, reason),
-        }
-    }
-    rejections.print();
-    if args.strict && rejections.total > 0 {
-        eprintln!("--strict: nothing was imported");
-        return Ok(ExitCode::FAILURE);
-    }
-    if totals.is_empty() {
-        eprintln!("no valid rows: nothing was imported");
+    let rejections = Rejections::collect(&mut reader, |row| {
+        totals.push(parse_day_row(row, &columns, &data.directory, today)?);
+        Ok(())
+    });
+    if !rejections.allow(args.strict, totals.len()) {
         return Ok(ExitCode::FAILURE);
     }
     let report = data.store.import_daily_totals(&totals).await?;
@@ -466,33 +479,18 @@ fn read_file(
     let now = now_us();
     let mut readings = Vec::new();
     let mut systems = BTreeSet::new();
-    let mut rejections = Rejections::default();
-    let mut row = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut row) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(error) => {
-                let line = error.position().map_or(0, |p| p.line());
-                rejections.add(line, format!("unreadable CSV: {error}"));
-                continue;
-            }
+    let rejections = Rejections::collect(&mut reader, |row| {
+        let reading = parse_row(row, &columns, directory, now)?;
+        if let Some(device) = directory.get(reading.serial) {
+            systems.insert(device.system.0);
         }
-        let line = row.position().map_or(0, |p| p.line());
-        match parse_row(&row, &columns, directory, now) {
-            Ok(reading) => {
-                if let Some(device) = directory.get(reading.serial) {
-                    systems.insert(device.system.0);
-                }
-                readings.push(reading);
-            }
-            Err(reason) => rejections.add(line, reason),
-        }
-        if line.is_multiple_of(4_096) {
+        readings.push(reading);
+        if readings.len().is_multiple_of(4_096) {
             progress.set_position(row.position().map_or(0, |p| p.byte()));
             progress.set_message(format!("{} rows", readings.len()));
         }
-    }
+        Ok(())
+    });
     progress.finish_and_clear();
     Ok((readings, rejections, systems))
 }

@@ -157,39 +157,18 @@ fn wal(
     config.flush_interval = std::time::Duration::from_millis(flush_ms);
     let (wal, _) = Wal::open(config, |_, _| Ok(()))?;
     let wal = Arc::new(wal);
-    let batches = Arc::new(batches);
     println!(
         "workload: {} batches, {readings} readings from {systems} systems (1 June day), {writers} writers with {window} appends in flight each, group commit every {flush_ms} ms, fdatasync",
         batches.len()
     );
-    let began = Instant::now();
-    let handles: Vec<_> = (0..writers)
-        .map(|w| {
-            let wal = Arc::clone(&wal);
-            let batches = Arc::clone(&batches);
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                // Keep a window of appends in flight per writer, like a connection would.
-                let mut in_flight = std::collections::VecDeque::new();
-                for batch in batches.iter().skip(w).step_by(writers) {
-                    in_flight.push_back(wal.append(batch)?);
-                    if in_flight.len() >= window
-                        && let Some(p) = in_flight.pop_front()
-                    {
-                        p.wait()?;
-                    }
-                }
-                for p in in_flight {
-                    p.wait()?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    let mut shares: Vec<Vec<Arc<sunfleet_engine::telemetry::TelemetryBatch>>> =
+        vec![Vec::new(); writers];
+    for (i, batch) in batches.iter().enumerate() {
+        shares[i % writers].push(Arc::clone(batch));
     }
+    let began = Instant::now();
+    let appender = Arc::clone(&wal);
+    append_from_threads(shares, window, move |batch| appender.append(&batch))?;
     let secs = began.elapsed().as_secs_f64();
     let stats = wal.stats();
     let bytes = stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
@@ -211,6 +190,46 @@ fn wal(
     );
     drop(wal);
     let _ = std::fs::remove_dir_all(&folder);
+    Ok(())
+}
+
+/// Appends every item of each share from a thread of its own, keeping `window` appends
+/// waiting for their acknowledgement per thread (like a gateway connection's window).
+fn append_from_threads<T: Send + 'static>(
+    shares: Vec<Vec<T>>,
+    window: usize,
+    append: impl Fn(T) -> Result<sunfleet_engine::wal::PendingAppend, sunfleet_engine::Error>
+    + Send
+    + Sync
+    + 'static,
+) -> anyhow::Result<()> {
+    let append = std::sync::Arc::new(append);
+    let handles: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let append = std::sync::Arc::clone(&append);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut in_flight = std::collections::VecDeque::new();
+                for item in share {
+                    in_flight.push_back(append(item)?);
+                    if in_flight.len() >= window
+                        && let Some(p) = in_flight.pop_front()
+                    {
+                        p.wait()?;
+                    }
+                }
+                for p in in_flight {
+                    p.wait()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use sunfleet_fixtures::seed::fleet_directory;
 use sunfleet_fixtures::stream::stream_system;
 use sunfleet_fixtures::{Fleet, FleetConfig};
 
-use crate::{machine_description, peak_rss_kib};
+use crate::{append_from_threads, machine_description, peak_rss_kib};
 
 pub struct Options {
     pub systems: u32,
@@ -79,33 +79,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         options.systems, options.writers, options.in_flight, options.flush_ms, options.persist_rows
     );
     let began = Instant::now();
-    let handles: Vec<_> = shares
-        .into_iter()
-        .map(|share| {
-            let store = Arc::clone(&store);
-            let window = options.in_flight;
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                let mut in_flight = std::collections::VecDeque::new();
-                for batch in share {
-                    in_flight.push_back(store.append(batch)?);
-                    if in_flight.len() >= window
-                        && let Some(p) = in_flight.pop_front()
-                    {
-                        p.wait()?;
-                    }
-                }
-                for p in in_flight {
-                    p.wait()?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
-    }
+    let appender = Arc::clone(&store);
+    append_from_threads(shares, options.in_flight, move |batch| {
+        appender.append(batch)
+    })?;
     let ingest_s = began.elapsed().as_secs_f64();
     let wal_bytes = store
         .wal()
