@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, Date32Array};
+use arrow::array::Date32Array;
 use arrow::datatypes::{UInt32Type, UInt64Type};
 use sunfleet_engine::storage::{S3Location, StorageLocation};
 use sunfleet_engine::store::{ReadRequest, Store, StoreConfig};
 use sunfleet_engine::tables::Table;
 use sunfleet_engine::time::CivilDate;
 
-use crate::store::{append_all, day, energy_by_device, fleet_day};
+use crate::store::{append_all, col, day, energy_by_device, fleet_day};
 
 fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("SUNFLEET_PYTHON") {
@@ -97,18 +97,9 @@ async fn duckdb_reads_the_partitions_and_agrees_with_the_daily_rollups() {
         ))
         .await
         .unwrap();
-    let devices = rows
-        .column_by_name("device_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let system_ids = rows
-        .column_by_name("system_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let energy = rows
-        .column_by_name("energy_j")
-        .unwrap()
-        .as_primitive::<UInt64Type>();
+    let devices = col::<UInt32Type>(&rows, "device_id");
+    let system_ids = col::<UInt32Type>(&rows, "system_id");
+    let energy = col::<UInt64Type>(&rows, "energy_j");
     let dates = rows
         .column_by_name("local_date")
         .unwrap()

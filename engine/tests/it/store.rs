@@ -19,6 +19,16 @@ use sunfleet_fixtures::{Fleet, FleetConfig};
 
 const DAY: (i32, u32, u32) = (2026, 6, 1);
 
+/// A column of `rows` as its primitive array type.
+pub fn col<'a, T: arrow::datatypes::ArrowPrimitiveType>(
+    rows: &'a RecordBatch,
+    name: &str,
+) -> &'a arrow::array::PrimitiveArray<T> {
+    rows.column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_primitive::<T>()
+}
+
 pub fn day() -> CivilDate {
     CivilDate::from_ymd(DAY.0, DAY.1, DAY.2).unwrap()
 }
@@ -55,18 +65,9 @@ fn expected_energy(batches: &[TelemetryBatch]) -> HashMap<(u64, i64), u32> {
 }
 
 fn energy_by_key(rows: &RecordBatch) -> HashMap<(u64, i64), u32> {
-    let serials = rows
-        .column_by_name("serial")
-        .unwrap()
-        .as_primitive::<UInt64Type>();
-    let times = rows
-        .column_by_name("time")
-        .unwrap()
-        .as_primitive::<TimestampMicrosecondType>();
-    let energy = rows
-        .column_by_name("energy_j")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
+    let serials = col::<UInt64Type>(rows, "serial");
+    let times = col::<TimestampMicrosecondType>(rows, "time");
+    let energy = col::<UInt32Type>(rows, "energy_j");
     let mut out = HashMap::new();
     for i in 0..rows.num_rows() {
         let previous = out.insert((serials.value(i), times.value(i)), energy.value(i));
@@ -83,18 +84,9 @@ async fn read_day(store: &Store) -> RecordBatch {
 }
 
 fn assert_storage_order(rows: &RecordBatch) {
-    let systems = rows
-        .column_by_name("system_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let devices = rows
-        .column_by_name("device_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let times = rows
-        .column_by_name("time")
-        .unwrap()
-        .as_primitive::<TimestampMicrosecondType>();
+    let systems = col::<UInt32Type>(rows, "system_id");
+    let devices = col::<UInt32Type>(rows, "device_id");
+    let times = col::<TimestampMicrosecondType>(rows, "time");
     for i in 1..rows.num_rows() {
         let a = (
             systems.value(i - 1),
@@ -345,23 +337,14 @@ async fn unknown_serials_are_kept_not_dropped() {
     append_all(&store, &batches).await;
     let rows = read_day(&store).await;
     assert_eq!(energy_by_key(&rows), expected_energy(&batches));
-    let systems = rows
-        .column_by_name("system_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
+    let systems = col::<UInt32Type>(&rows, "system_id");
     assert!(systems.values().iter().all(|&s| s == 0));
 }
 
 /// Energy per (system, device) of rows, with device 0 the system total.
 pub fn energy_by_device(rows: &RecordBatch) -> std::collections::BTreeMap<(u32, u32), u64> {
-    let systems = rows
-        .column_by_name("system_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let devices = rows
-        .column_by_name("device_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
+    let systems = col::<UInt32Type>(rows, "system_id");
+    let devices = col::<UInt32Type>(rows, "device_id");
     let energy = rows.column_by_name("energy_j").unwrap();
     let mut out = std::collections::BTreeMap::new();
     for i in 0..rows.num_rows() {

@@ -18,7 +18,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::AsArray;
 use arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use sunfleet_engine::directory::DeviceDirectory;
 use sunfleet_engine::ids::BatchSeq;
@@ -27,7 +26,7 @@ use sunfleet_engine::tables::Table;
 use sunfleet_engine::telemetry::TelemetryBatch;
 use sunfleet_engine::time::MICROS_PER_DAY;
 
-use crate::store::{day, fleet_day};
+use crate::store::{col, day, fleet_day};
 
 const CHILD_DIR: &str = "SUNFLEET_STORE_CRASH_DIR";
 const SYSTEMS: u32 = 2;
@@ -186,39 +185,18 @@ async fn stored_readings(
         .await
         .unwrap();
     let mut rollup_totals = BTreeMap::new();
-    let daily_systems = daily
-        .column_by_name("system_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let daily_devices = daily
-        .column_by_name("device_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let daily_energy = daily
-        .column_by_name("energy_j")
-        .unwrap()
-        .as_primitive::<UInt64Type>();
+    let daily_systems = col::<UInt32Type>(&daily, "system_id");
+    let daily_devices = col::<UInt32Type>(&daily, "device_id");
+    let daily_energy = col::<UInt64Type>(&daily, "energy_j");
     for i in 0..daily.num_rows() {
         if daily_devices.value(i) == 0 {
             *rollup_totals.entry(daily_systems.value(i)).or_default() += daily_energy.value(i);
         }
     }
-    let serials = rows
-        .column_by_name("serial")
-        .unwrap()
-        .as_primitive::<UInt64Type>();
-    let times = rows
-        .column_by_name("time")
-        .unwrap()
-        .as_primitive::<TimestampMicrosecondType>();
-    let systems = rows
-        .column_by_name("system_id")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
-    let energy = rows
-        .column_by_name("energy_j")
-        .unwrap()
-        .as_primitive::<UInt32Type>();
+    let serials = col::<UInt64Type>(&rows, "serial");
+    let times = col::<TimestampMicrosecondType>(&rows, "time");
+    let systems = col::<UInt32Type>(&rows, "system_id");
+    let energy = col::<UInt32Type>(&rows, "energy_j");
     let mut out = HashMap::new();
     for i in 0..rows.num_rows() {
         let previous = out.insert(
