@@ -2,6 +2,13 @@
 //!
 //! Run in release mode: `cargo run --release -p sunfleet-benches -- <workload>`.
 
+/// `println!` that ends the program quietly when stdout is closed (piped into `head`).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod parquet_layout;
 mod store;
 
@@ -86,6 +93,17 @@ enum Workload {
     },
 }
 
+fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("sunfleet-bench: writing results: {error}");
+        std::process::exit(1);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().workload {
         Workload::Generator {
@@ -141,7 +159,7 @@ fn wal(
 
     let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
     let fleet = Fleet::new(FleetConfig::new(seed, systems, start, 1));
-    println!("machine: {}", machine_description());
+    say!("machine: {}", machine_description());
     // Generation stays out of the timing: batches are made first.
     let mut batches = Vec::new();
     for spec in fleet.systems() {
@@ -157,7 +175,7 @@ fn wal(
     config.flush_interval = std::time::Duration::from_millis(flush_ms);
     let (wal, _) = Wal::open(config, |_, _| Ok(()))?;
     let wal = Arc::new(wal);
-    println!(
+    say!(
         "workload: {} batches, {readings} readings from {systems} systems (1 June day), {writers} writers with {window} appends in flight each, group commit every {flush_ms} ms, fdatasync",
         batches.len()
     );
@@ -173,18 +191,18 @@ fn wal(
     let stats = wal.stats();
     let bytes = stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
     let groups = stats.groups.load(std::sync::atomic::Ordering::Relaxed);
-    println!(
+    say!(
         "durable appends: {:.0} readings/s ({secs:.2} s)",
         readings as f64 / secs
     );
     let raw = stats.raw_bytes.load(std::sync::atomic::Ordering::Relaxed);
-    println!(
+    say!(
         "WAL bytes: {bytes} ({:.2} bytes per reading; {:.2} before group compression), {:.1} MB/s",
         bytes as f64 / readings as f64,
         raw as f64 / readings as f64,
         bytes as f64 / secs / 1e6
     );
-    println!(
+    say!(
         "fsync groups: {groups} ({:.0} readings per group)",
         readings as f64 / groups.max(1) as f64
     );
@@ -236,8 +254,8 @@ fn append_from_threads<T: Send + 'static>(
 fn generator(systems: u32, days: u32, seed: u64, runs: usize) -> anyhow::Result<()> {
     let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
     let fleet = Fleet::new(FleetConfig::new(seed, systems, start, days));
-    println!("machine: {}", machine_description());
-    println!("fleet: seed {seed}, {systems} systems, {days} day(s) from {start}");
+    say!("machine: {}", machine_description());
+    say!("fleet: seed {seed}, {systems} systems, {days} day(s) from {start}");
 
     let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let (stats, single) = median_run(runs, || one_core.install(|| dry_run(&fleet)));
@@ -249,21 +267,21 @@ fn generator(systems: u32, days: u32, seed: u64, runs: usize) -> anyhow::Result<
     );
 
     let readings = stats.readings() as f64;
-    println!(
+    say!(
         "readings generated: {} ({} microinverter)",
         stats.readings(),
         stats.micro_readings
     );
-    println!(
+    say!(
         "1 thread:   {single:.3} s  {:>12.0} readings/s",
         readings / single
     );
-    println!(
+    say!(
         "{all_threads} threads:  {parallel:.3} s  {:>12.0} readings/s",
         readings / parallel
     );
-    println!("checksum: {:016x}", stats.checksum);
-    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+    say!("checksum: {:016x}", stats.checksum);
+    say!("peak RSS: {} MiB", peak_rss_kib() / 1024);
     Ok(())
 }
 

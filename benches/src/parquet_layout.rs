@@ -64,19 +64,19 @@ pub fn run(systems: u32, seed: u64, time_major: bool) -> anyhow::Result<()> {
         "(system, device, time)"
     };
     let batch = to_record_batch(&rows)?;
-    println!(
+    say!(
         "{} microinverter readings of one June day ({systems} systems, seed {seed}), sorted by {order}",
         rows.len()
     );
-    println!("| writer settings | bytes | bytes per reading |");
-    println!("|---|---|---|");
+    say!("| writer settings | bytes | bytes per reading |");
+    say!("|---|---|---|");
     let mut smallest: Option<(&str, Vec<u8>)> = None;
     for (name, props) in variants() {
         let mut out = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
         writer.write(&batch)?;
         writer.close()?;
-        println!(
+        say!(
             "| {name} | {} | {:.2} |",
             out.len(),
             out.len() as f64 / rows.len() as f64
@@ -100,10 +100,10 @@ fn column_breakdown(name: &str, bytes: Vec<u8>, readings: usize) -> anyhow::Resu
     let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))?;
     let metadata = reader.metadata();
     let columns = metadata.file_metadata().schema_descr().num_columns();
-    println!();
-    println!("Per column, {name}:");
-    println!("| column | bytes per reading |");
-    println!("|---|---|");
+    say!("");
+    say!("Per column, {name}:");
+    say!("| column | bytes per reading |");
+    say!("|---|---|");
     for c in 0..columns {
         let total: i64 = metadata
             .row_groups()
@@ -116,7 +116,7 @@ fn column_breakdown(name: &str, bytes: Vec<u8>, readings: usize) -> anyhow::Resu
             .column(c)
             .name()
             .to_owned();
-        println!("| {column_name} | {:.2} |", total as f64 / readings as f64);
+        say!("| {column_name} | {:.2} |", total as f64 / readings as f64);
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ fn current_rss_kib() -> u64 {
 pub fn run(options: Options) -> anyhow::Result<()> {
     let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
     let fleet = Fleet::new(FleetConfig::new(options.seed, options.systems, start, 1));
-    println!("machine: {}", machine_description());
+    say!("machine: {}", machine_description());
     let directory = fleet_directory(&fleet)?;
     // Generation stays out of the timing: batches are made first, one share per writer.
     let mut shares: Vec<Vec<TelemetryBatch>> = vec![Vec::new(); options.writers];
@@ -74,9 +74,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let maintenance =
         runtime.spawn(Arc::clone(&store).run_maintenance(Duration::from_millis(200), stopped));
     let rss_before = current_rss_kib();
-    println!(
+    say!(
         "workload: {count} gateway batches, {readings} readings ({micro_readings} microinverter) from {} systems (1 June day); {} writers × {} appends in flight; group commit every {} ms with fdatasync; persist every {} buffered rows in the background",
-        options.systems, options.writers, options.in_flight, options.flush_ms, options.persist_rows
+        options.systems,
+        options.writers,
+        options.in_flight,
+        options.flush_ms,
+        options.persist_rows
     );
     let began = Instant::now();
     let appender = Arc::clone(&store);
@@ -90,14 +94,14 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         .bytes
         .load(std::sync::atomic::Ordering::Relaxed);
     let persisted_during = store.manifest().files.len();
-    println!(
+    say!(
         "durable appends into the store: {:.0} readings/s ({ingest_s:.2} s); WAL {:.2} bytes per reading; {persisted_during} files persisted meanwhile",
         readings as f64 / ingest_s,
         wal_bytes as f64 / readings as f64
     );
     stop.send(true)?;
     runtime.block_on(maintenance)?;
-    println!(
+    say!(
         "memory: {} MiB resident after generating the batches; peak {} MiB while ingesting (persist_rows = {})",
         rss_before / 1024,
         peak_rss_kib() / 1024,
@@ -107,7 +111,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let timed = |label: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
         let began = Instant::now();
         f()?;
-        println!("{label}: {:.2} s", began.elapsed().as_secs_f64());
+        say!("{label}: {:.2} s", began.elapsed().as_secs_f64());
         Ok(())
     };
     timed("final persist", &mut || {
@@ -128,18 +132,18 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         .iter()
         .filter(|f| f.table == Table::Readings)
         .fold((0, 0), |(r, b), f| (r + f.rows, b + f.bytes));
-    println!(
+    say!(
         "after compaction: {rows} microinverter readings in {bytes} bytes: {:.2} bytes per reading",
         bytes as f64 / rows as f64
     );
     let root = folder.join("parquet");
     match duckdb_rewrite(&root) {
-        Ok((duck_rows, duck_bytes)) => println!(
+        Ok((duck_rows, duck_bytes)) => say!(
             "DuckDB's default Parquet writer, same rows: {duck_rows} readings in {duck_bytes} bytes: {:.2} bytes per reading (Sunfleet's files are {:.2}× its size)",
             duck_bytes as f64 / duck_rows as f64,
             bytes as f64 / duck_bytes as f64
         ),
-        Err(error) => println!("DuckDB comparison skipped: {error:#}"),
+        Err(error) => say!("DuckDB comparison skipped: {error:#}"),
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&folder);
