@@ -79,8 +79,7 @@ fn packed_keys(table: Table, all: &RecordBatch) -> Result<Option<Vec<PackedKey>>
 
 /// Indices of the rows to keep, in key order: the last arrival of every key.
 fn keep_latest_packed(mut keys: Vec<PackedKey>) -> Vec<u32> {
-    // Arrival index is the lowest part of the key: equal keys end up in arrival order.
-    keys.sort_unstable();
+    sort_packed(&mut keys);
     let same_key =
         |a: &PackedKey, b: &PackedKey| a.0 == b.0 && a.1 == b.1 && a.2 >> 32 == b.2 >> 32;
     let mut keep = Vec::with_capacity(keys.len());
@@ -93,6 +92,43 @@ fn keep_latest_packed(mut keys: Vec<PackedKey>) -> Vec<u32> {
         }
     }
     keep
+}
+
+/// Sorts packed keys. The arrival index is the lowest part of a key, so equal keys end up
+/// in arrival order. Rows are first grouped by system with a radix pass (linear), then each
+/// system's rows — a few thousand a day — are sorted while they sit in cache: several times
+/// faster than one comparison sort over millions of 32-byte keys.
+fn sort_packed(keys: &mut Vec<PackedKey>) {
+    let system = |k: &PackedKey| (k.0 >> 96) as u32;
+    let highest = keys.iter().map(system).max().unwrap_or(0);
+    let mut scratch: Vec<PackedKey> = Vec::with_capacity(keys.len());
+    for shift in [0u32, 16] {
+        if shift > 0 && highest >> shift == 0 {
+            break;
+        }
+        let digit = |k: &PackedKey| ((system(k) >> shift) & 0xFFFF) as usize;
+        let mut starts = vec![0usize; 1 << 16];
+        for k in keys.iter() {
+            starts[digit(k)] += 1;
+        }
+        let mut next = 0;
+        for start in starts.iter_mut() {
+            let count = *start;
+            *start = next;
+            next += count;
+        }
+        scratch.clear();
+        scratch.resize(keys.len(), (0, 0, 0));
+        for k in keys.iter() {
+            let slot = &mut starts[digit(k)];
+            scratch[*slot] = *k;
+            *slot += 1;
+        }
+        std::mem::swap(keys, &mut scratch);
+    }
+    for group in keys.chunk_by_mut(|a, b| system(a) == system(b)) {
+        group.sort_unstable();
+    }
 }
 
 fn keep_latest_generic(table: Table, all: &RecordBatch) -> Result<Vec<u32>, Error> {
@@ -167,7 +203,11 @@ mod tests {
         /// negative times and unknown devices (device 0, told apart by serial) included.
         #[test]
         fn packed_and_generic_keys_keep_the_same_rows(
-            rows in prop::collection::vec((0u32..3, 0u32..4, 0u64..5, -3i64..3, 0u32..1000), 0..200)
+            rows in prop::collection::vec(
+                (prop_oneof![0u32..3, 65_535u32..65_538, 4_000_000_000u32..4_000_000_002],
+                 0u32..4, 0u64..5, -3i64..3, 0u32..1000),
+                0..200,
+            )
         ) {
             let mut builder = ReadingsBuilder::new();
             for &(system, device, serial, time, energy) in &rows {
