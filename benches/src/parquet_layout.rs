@@ -3,27 +3,27 @@
 //! settings, and reports bytes per reading. Informs the engine's persist settings (#3).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{
-    ArrayRef, Int8Array, RecordBatch, TimestampMicrosecondArray, UInt16Array, UInt32Array,
-};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use sunfleet_engine::ids::Serial;
+use sunfleet_engine::directory::DeviceRef;
+use sunfleet_engine::ids::{DeviceId, Serial, SystemId};
+use sunfleet_engine::storage::{FileKind, writer_properties};
+use sunfleet_engine::tables::{ReadingsBuilder, RowBuilder, Table};
 use sunfleet_engine::telemetry::MicroReading;
 use sunfleet_engine::time::CivilDate;
 use sunfleet_fixtures::stream::stream_system;
 use sunfleet_fixtures::world::devices::system_index_of_micro;
 use sunfleet_fixtures::{Fleet, FleetConfig, UploadKind};
 
-const INT_COLUMNS: [&str; 11] = [
+const INT_COLUMNS: [&str; 12] = [
     "system_id",
     "device_id",
+    "serial",
     "time",
     "interval_s",
     "energy_j",
@@ -63,7 +63,7 @@ pub fn run(systems: u32, seed: u64, time_major: bool) -> anyhow::Result<()> {
     } else {
         "(system, device, time)"
     };
-    let batch = to_record_batch(&rows)?;
+    let batch = to_record_batch(&rows);
     say!(
         "{} microinverter readings of one June day ({systems} systems, seed {seed}), sorted by {order}",
         rows.len()
@@ -71,7 +71,7 @@ pub fn run(systems: u32, seed: u64, time_major: bool) -> anyhow::Result<()> {
     say!("| writer settings | bytes | bytes per reading |");
     say!("|---|---|---|");
     let mut smallest: Option<(&str, Vec<u8>)> = None;
-    for (name, props) in variants() {
+    for (name, props) in variants()? {
         let mut out = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
         writer.write(&batch)?;
@@ -121,7 +121,7 @@ fn column_breakdown(name: &str, bytes: Vec<u8>, readings: usize) -> anyhow::Resu
     Ok(())
 }
 
-fn variants() -> Vec<(&'static str, WriterProperties)> {
+fn variants() -> anyhow::Result<Vec<(&'static str, WriterProperties)>> {
     let base = || {
         WriterProperties::builder()
             .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -136,7 +136,7 @@ fn variants() -> Vec<(&'static str, WriterProperties)> {
         }
         builder
     };
-    vec![
+    Ok(vec![
         ("parquet defaults, no compression", base().build()),
         (
             "ZSTD(1), dictionary",
@@ -154,52 +154,22 @@ fn variants() -> Vec<(&'static str, WriterProperties)> {
             "ZSTD(9), dictionary",
             base().set_compression(zstd(9)).build(),
         ),
-    ]
+        (
+            "the engine's compacted files",
+            writer_properties(Table::Readings, FileKind::Compacted)?,
+        ),
+    ])
 }
 
-fn to_record_batch(rows: &[(u32, u32, MicroReading)]) -> anyhow::Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("system_id", DataType::UInt32, false),
-        Field::new("device_id", DataType::UInt32, false),
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("interval_s", DataType::UInt16, false),
-        Field::new("energy_j", DataType::UInt32, false),
-        Field::new("ac_power_w", DataType::UInt16, false),
-        Field::new("dc_voltage_mv", DataType::UInt16, false),
-        Field::new("dc_current_ma", DataType::UInt16, false),
-        Field::new("ac_voltage_mv", DataType::UInt32, false),
-        Field::new("ac_frequency_mhz", DataType::UInt16, false),
-        Field::new("temperature_c", DataType::Int8, false),
-        Field::new("status", DataType::UInt16, false),
-    ]));
-    let u32s = |f: &dyn Fn(&(u32, u32, MicroReading)) -> u32| -> ArrayRef {
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(f)))
-    };
-    let u16s = |f: &dyn Fn(&MicroReading) -> u16| -> ArrayRef {
-        Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| f(&r.2))))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        u32s(&|r| r.0),
-        u32s(&|r| r.1),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2.time_us))
-                .with_timezone("UTC"),
-        ),
-        u16s(&|r| r.interval_s),
-        u32s(&|r| r.2.energy_j),
-        u16s(&|r| r.ac_power_w),
-        u16s(&|r| r.dc_voltage_mv),
-        u16s(&|r| r.dc_current_ma),
-        u32s(&|r| r.2.ac_voltage_mv),
-        u16s(&|r| r.ac_frequency_mhz),
-        Arc::new(Int8Array::from_iter_values(
-            rows.iter().map(|r| r.2.temperature_c),
-        )),
-        u16s(&|r| r.status),
-    ];
-    Ok(RecordBatch::try_new(schema, columns)?)
+/// The rows as the engine's `readings` table (same schema and builder as the engine).
+fn to_record_batch(rows: &[(u32, u32, MicroReading)]) -> RecordBatch {
+    let mut builder = ReadingsBuilder::new();
+    for (system, device, reading) in rows {
+        let device = DeviceRef {
+            system: SystemId(*system),
+            device: DeviceId(*device),
+        };
+        builder.push(device, reading);
+    }
+    builder.finish()
 }
