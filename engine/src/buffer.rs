@@ -85,9 +85,8 @@ pub struct WriteBuffer {
     batteries: TableRows<BatteriesBuilder>,
     events: TableRows<EventsBuilder>,
     rows: usize,
-    /// The first WAL record applied (none yet: `None`).
-    first_seq: Option<WalSeq>,
-    /// The last WAL record applied; every record from `first_seq` to here is in the buffer.
+    /// The last WAL record applied; the buffer holds every record after the previous
+    /// buffer's last one up to here.
     last_seq: Option<WalSeq>,
 }
 
@@ -105,19 +104,18 @@ impl WriteBuffer {
             batteries: TableRows::new(),
             events: TableRows::new(),
             rows: 0,
-            first_seq: None,
             last_seq: None,
         }
     }
 
-    /// Adds one durable WAL record. `devices` resolves serials; unknown ones are kept under
-    /// [`UNKNOWN_DEVICE`] with their serial.
+    /// Adds one durable WAL record and returns how many rows it added. `devices` resolves
+    /// serials; unknown ones are kept under [`UNKNOWN_DEVICE`] with their serial.
     pub fn apply(
         &mut self,
         seq: WalSeq,
         batch: &TelemetryBatch,
         devices: &HashMap<Serial, DeviceRef>,
-    ) {
+    ) -> usize {
         let resolve = |serial: Serial| devices.get(&serial).copied().unwrap_or(UNKNOWN_DEVICE);
         for reading in batch.micro.rows() {
             let chunks = self.readings.day(CivilDate::of_timestamp(reading.time_us));
@@ -139,9 +137,10 @@ impl WriteBuffer {
             chunks.open.push(resolve(event.serial), event);
             chunks.seal_if_full();
         }
-        self.rows += batch.reading_count() + batch.events.len();
-        self.first_seq.get_or_insert(seq);
+        let added = batch.reading_count() + batch.events.len();
+        self.rows += added;
         self.last_seq = Some(seq);
+        added
     }
 
     pub fn rows(&self) -> usize {
@@ -150,10 +149,6 @@ impl WriteBuffer {
 
     pub fn is_empty(&self) -> bool {
         self.rows == 0
-    }
-
-    pub fn first_seq(&self) -> Option<WalSeq> {
-        self.first_seq
     }
 
     pub fn last_seq(&self) -> Option<WalSeq> {

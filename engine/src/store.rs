@@ -16,6 +16,7 @@
 //! go on meanwhile.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -171,6 +172,8 @@ pub struct Store {
     recovery: RecoveryReport,
     replayed_records: u64,
     devices: DeviceDirectory,
+    /// Rows in `active` and `frozen`, kept beside the lock so `append` need not take it.
+    buffered: Arc<AtomicUsize>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -193,30 +196,36 @@ impl Store {
         }));
         let replay_state = Arc::clone(&state);
         let replay_devices = devices.clone();
-        let replayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let replayed = Arc::new(AtomicU64::new(0));
         let replay_count = Arc::clone(&replayed);
         let sink_state = Arc::clone(&state);
         let sink_devices = devices.clone();
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let replay_buffered = Arc::clone(&buffered);
+        let sink_buffered = Arc::clone(&buffered);
         let wal_config = config.wal.clone();
         let (wal, recovery) = tokio::task::spawn_blocking(move || {
             Wal::open_with_sink(
                 wal_config,
                 move |seq, batch| {
                     if seq.0 > persisted {
-                        replay_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        replay_devices
+                        replay_count.fetch_add(1, Ordering::Relaxed);
+                        let added = replay_devices
                             .read(|map| lock(&replay_state).active.apply(seq, &batch, map));
+                        replay_buffered.fetch_add(added, Ordering::Relaxed);
                     }
                     Ok(())
                 },
                 Some(Box::new(
                     move |records: &mut Vec<(WalSeq, TelemetryBatch)>| {
-                        sink_devices.read(|map| {
+                        let added: usize = sink_devices.read(|map| {
                             let mut state = lock(&sink_state);
-                            for (seq, batch) in records.drain(..) {
-                                state.active.apply(seq, &batch, map);
-                            }
-                        })
+                            records
+                                .drain(..)
+                                .map(|(seq, batch)| state.active.apply(seq, &batch, map))
+                                .sum()
+                        });
+                        sink_buffered.fetch_add(added, Ordering::Relaxed);
                     },
                 )),
             )
@@ -240,8 +249,9 @@ impl Store {
             config,
             maintenance: tokio::sync::Mutex::new(()),
             recovery,
-            replayed_records: replayed.load(std::sync::atomic::Ordering::Relaxed),
+            replayed_records: replayed.load(Ordering::Relaxed),
             devices,
+            buffered,
         };
         store.remove_unlisted_files().await?;
         Ok(store)
@@ -282,10 +292,10 @@ impl Store {
         self.wal.append_owned(batch)
     }
 
-    /// Rows in the write buffer (including one being persisted).
+    /// Rows in the write buffer (including one being persisted). Lock-free: `append`
+    /// checks it on every call.
     pub fn buffered_rows(&self) -> usize {
-        let state = lock(&self.state);
-        state.active.rows() + state.frozen.as_ref().map_or(0, |f| f.rows())
+        self.buffered.load(Ordering::Relaxed)
     }
 
     pub fn manifest(&self) -> Arc<Manifest> {
@@ -394,6 +404,7 @@ impl Store {
         }
         self.install_manifest(manifest, Vec::new(), |state| state.frozen = None)
             .await?;
+        self.buffered.fetch_sub(frozen.rows(), Ordering::Relaxed);
         failpoint::hit("persist-after-manifest");
         // Records after `last_seq` may share its segment: start a new one so this one can go.
         self.wal.roll_segment().await?;

@@ -260,72 +260,68 @@ pub struct NewDevice {
     pub provisioned_us: i64,
 }
 
+/// The kind-specific columns of a `devices` row; the ones a kind does not have stay NULL.
+#[derive(Default)]
+struct KindColumns {
+    phase: Option<String>,
+    array_id: Option<i64>,
+    grid_row: Option<u16>,
+    grid_column: Option<u16>,
+    module_stc_w: Option<f64>,
+    meter_kind: Option<&'static str>,
+    capacity_wh: Option<f64>,
+    cell_modem_sku: Option<String>,
+    cell_plan_end: Option<String>,
+    low_bandwidth: bool,
+}
+
 pub fn insert_device(tx: &Transaction<'_>, d: &NewDevice) -> Result<i64, Error> {
-    let (kind, phase, array_id, row, column, stc, meter_kind, capacity, modem, plan, low_bw) =
-        match &d.details {
-            DeviceDetails::Gateway {
-                cell_modem_sku,
-                cell_plan_end,
-                low_bandwidth,
-            } => (
-                "gateway",
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                cell_modem_sku.clone(),
-                cell_plan_end.map(|d| d.to_string()),
-                *low_bandwidth,
-            ),
-            DeviceDetails::Microinverter {
-                phase,
-                array_id,
-                grid_row,
-                grid_column,
-                module_stc_w,
-            } => (
-                "microinverter",
-                Some(phase.to_string()),
-                Some(*array_id),
-                Some(*grid_row),
-                Some(*grid_column),
-                Some(*module_stc_w),
-                None,
-                None,
-                None,
-                None,
-                false,
-            ),
-            DeviceDetails::Meter { meter_kind } => (
-                "meter",
-                None,
-                None,
-                None,
-                None,
-                None,
-                Some(*meter_kind),
-                None,
-                None,
-                None,
-                false,
-            ),
-            DeviceDetails::Battery { capacity_wh } => (
-                "battery",
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                Some(*capacity_wh),
-                None,
-                None,
-                false,
-            ),
-        };
+    let (kind, c) = match &d.details {
+        DeviceDetails::Gateway {
+            cell_modem_sku,
+            cell_plan_end,
+            low_bandwidth,
+        } => (
+            "gateway",
+            KindColumns {
+                cell_modem_sku: cell_modem_sku.clone(),
+                cell_plan_end: cell_plan_end.map(|d| d.to_string()),
+                low_bandwidth: *low_bandwidth,
+                ..KindColumns::default()
+            },
+        ),
+        DeviceDetails::Microinverter {
+            phase,
+            array_id,
+            grid_row,
+            grid_column,
+            module_stc_w,
+        } => (
+            "microinverter",
+            KindColumns {
+                phase: Some(phase.to_string()),
+                array_id: Some(*array_id),
+                grid_row: Some(*grid_row),
+                grid_column: Some(*grid_column),
+                module_stc_w: Some(*module_stc_w),
+                ..KindColumns::default()
+            },
+        ),
+        DeviceDetails::Meter { meter_kind } => (
+            "meter",
+            KindColumns {
+                meter_kind: Some(*meter_kind),
+                ..KindColumns::default()
+            },
+        ),
+        DeviceDetails::Battery { capacity_wh } => (
+            "battery",
+            KindColumns {
+                capacity_wh: Some(*capacity_wh),
+                ..KindColumns::default()
+            },
+        ),
+    };
     tx.execute(
         "INSERT INTO devices (serial, kind, system_id, model, firmware, phase, array_id, grid_row,
                               grid_column, module_stc_w, meter_kind, capacity_wh, cell_modem_sku,
@@ -337,16 +333,16 @@ pub fn insert_device(tx: &Transaction<'_>, d: &NewDevice) -> Result<i64, Error> 
             d.system_id,
             d.model,
             d.firmware,
-            phase,
-            array_id,
-            row,
-            column,
-            stc,
-            meter_kind,
-            capacity,
-            modem,
-            plan,
-            low_bw,
+            c.phase,
+            c.array_id,
+            c.grid_row,
+            c.grid_column,
+            c.module_stc_w,
+            c.meter_kind,
+            c.capacity_wh,
+            c.cell_modem_sku,
+            c.cell_plan_end,
+            c.low_bandwidth,
             d.state,
             d.provisioned_us
         ],

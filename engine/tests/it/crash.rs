@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sunfleet_engine::wal::{Wal, WalConfig};
@@ -50,15 +50,11 @@ enum Kill {
 }
 
 fn run_and_kill(dir: &Path, kill: Kill) -> Vec<(u64, usize)> {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "crash::child_writer", "--ignored", "--nocapture"])
-        .env(CHILD_DIR, dir)
-        .env_remove(sunfleet_engine::failpoint::ENV);
-    if let Kill::AtFailpoint(name, hit) = kill {
-        command.env(sunfleet_engine::failpoint::ENV, format!("{name}:{hit}"));
-    }
-    let mut child = command
+    let failpoint = match kill {
+        Kill::AtFailpoint(name, hit) => Some(format!("{name}:{hit}")),
+        Kill::After(_) => None,
+    };
+    let mut child = crate::child_process("crash::child_writer", CHILD_DIR, dir, failpoint)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

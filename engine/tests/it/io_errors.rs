@@ -6,7 +6,6 @@
 //! in a child process (this test binary, on an ignored test).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use sunfleet_engine::Error;
@@ -59,17 +58,14 @@ fn kind(error: &Error) -> &'static str {
 }
 
 fn run_child(dir: &Path, failpoint: &str) -> Vec<String> {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "io_errors::child_io_errors",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_DIR, dir)
-        .env(sunfleet_engine::failpoint::ENV, failpoint)
-        .output()
-        .unwrap();
+    let output = crate::child_process(
+        "io_errors::child_io_errors",
+        CHILD_DIR,
+        dir,
+        Some(failpoint.to_owned()),
+    )
+    .output()
+    .unwrap();
     assert!(
         output.status.success(),
         "{}",

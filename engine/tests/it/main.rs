@@ -29,3 +29,22 @@ pub fn sample_batches(systems: u32) -> Vec<TelemetryBatch> {
     }
     batches
 }
+
+/// This test binary re-run on the ignored test `test` (a child process for the crash and
+/// fault tests), with `dir_var` naming its folder and the failpoint `name:hit` armed or none.
+pub fn child_process(
+    test: &str,
+    dir_var: &str,
+    dir: &std::path::Path,
+    failpoint: Option<String>,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--ignored", "--nocapture"])
+        .env(dir_var, dir)
+        .env_remove(sunfleet_engine::failpoint::ENV);
+    if let Some(failpoint) = failpoint {
+        command.env(sunfleet_engine::failpoint::ENV, failpoint);
+    }
+    command
+}

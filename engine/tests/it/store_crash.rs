@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,24 +112,16 @@ enum Kill {
 
 /// Runs the child until it is killed (or finishes); returns the acknowledged (index, cycle).
 fn run_and_kill(dir: &Path, kill: Kill) -> Vec<(usize, u64)> {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            "store_crash::child_store_writer",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_DIR, dir)
-        .env_remove(sunfleet_engine::failpoint::ENV);
-    if let Kill::AtFailpoint(name, hit) = kill {
-        command.env(sunfleet_engine::failpoint::ENV, format!("{name}:{hit}"));
-    }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let failpoint = match kill {
+        Kill::AtFailpoint(name, hit) => Some(format!("{name}:{hit}")),
+        Kill::After(_) => None,
+    };
+    let mut child =
+        crate::child_process("store_crash::child_store_writer", CHILD_DIR, dir, failpoint)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
