@@ -15,6 +15,7 @@
 //! Persist, compaction and retention take turns (one maintenance lock); appends and reads
 //! go on meanwhile.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -31,6 +32,7 @@ use crate::compaction::merge_files;
 use crate::dedup::sort_dedup;
 use crate::directory::DeviceDirectory;
 use crate::failpoint;
+use crate::ids::{BatchSeq, Serial};
 use crate::manifest::{FileEntry, FileStats, MANIFEST_DIR, Manifest, typed_column};
 use crate::scan::{Systems, read_files};
 use crate::storage::{FileKind, ObjectStorage, StorageLocation, encode_parquet};
@@ -171,6 +173,7 @@ pub struct Store {
     maintenance: tokio::sync::Mutex<()>,
     recovery: RecoveryReport,
     replayed_records: u64,
+    replayed_gateway_seqs: HashMap<Serial, BatchSeq>,
     devices: DeviceDirectory,
     /// Rows in `active` and `frozen`, kept beside the lock so `append` need not take it.
     buffered: Arc<AtomicUsize>,
@@ -198,6 +201,8 @@ impl Store {
         let replay_devices = devices.clone();
         let replayed = Arc::new(AtomicU64::new(0));
         let replay_count = Arc::clone(&replayed);
+        let gateway_seqs = Arc::new(Mutex::new(HashMap::<Serial, BatchSeq>::new()));
+        let replay_gateway_seqs = Arc::clone(&gateway_seqs);
         let sink_state = Arc::clone(&state);
         let sink_devices = devices.clone();
         let buffered = Arc::new(AtomicUsize::new(0));
@@ -208,6 +213,12 @@ impl Store {
             Wal::open_with_sink(
                 wal_config,
                 move |seq, batch| {
+                    replay_gateway_seqs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(batch.gateway)
+                        .and_modify(|s| *s = (*s).max(batch.seq))
+                        .or_insert(batch.seq);
                     if seq.0 > persisted {
                         replay_count.fetch_add(1, Ordering::Relaxed);
                         let added = replay_devices
@@ -250,6 +261,9 @@ impl Store {
             maintenance: tokio::sync::Mutex::new(()),
             recovery,
             replayed_records: replayed.load(Ordering::Relaxed),
+            replayed_gateway_seqs: std::mem::take(
+                &mut gateway_seqs.lock().unwrap_or_else(PoisonError::into_inner),
+            ),
             devices,
             buffered,
         };
@@ -277,6 +291,13 @@ impl Store {
     /// WAL records replayed into the buffer at open (those no manifest covered).
     pub fn replayed_records(&self) -> u64 {
         self.replayed_records
+    }
+
+    /// The highest batch sequence number of each gateway among the WAL records found at
+    /// open. They were durable, so ingest may acknowledge them even if it had not saved
+    /// that acknowledgement before a crash.
+    pub fn replayed_gateway_seqs(&self) -> &HashMap<Serial, BatchSeq> {
+        &self.replayed_gateway_seqs
     }
 
     /// Queues a batch; the handle resolves once it is durable and readable. Refused with

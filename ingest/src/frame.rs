@@ -46,6 +46,26 @@ impl TaskKind {
     fn from_number(number: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|k| *k as u8 == number)
     }
+
+    /// The name the registry stores (`gateway_tasks.kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::ProductionOn => "production_on",
+            TaskKind::ProductionOff => "production_off",
+            TaskKind::Reboot => "reboot",
+            TaskKind::ProvisionDevices => "provision_devices",
+            TaskKind::MeterMode => "meter_mode",
+            TaskKind::GridProfile => "grid_profile",
+            TaskKind::CheckSignal => "check_signal",
+            TaskKind::ScanDevices => "scan_devices",
+            TaskKind::ClearGfi => "clear_gfi",
+            TaskKind::ResetDcResistance => "reset_dc_resistance",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
 }
 
 /// Progress a gateway reports for a task.
@@ -77,10 +97,18 @@ pub enum ErrorCode {
     SerialMismatch = 8,
     Overloaded = 9,
     Internal = 10,
+    /// Another connection of the same gateway took over.
+    Replaced = 11,
+    /// Hello, or the rest of a started frame, did not arrive in time.
+    Timeout = 12,
+    /// A frame the peer should never send in this direction or at this point.
+    UnexpectedFrame = 13,
+    /// The client certificate names no serial.
+    BadCertificate = 14,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownKind,
         ErrorCode::FrameTooLarge,
@@ -91,6 +119,10 @@ impl ErrorCode {
         ErrorCode::SerialMismatch,
         ErrorCode::Overloaded,
         ErrorCode::Internal,
+        ErrorCode::Replaced,
+        ErrorCode::Timeout,
+        ErrorCode::UnexpectedFrame,
+        ErrorCode::BadCertificate,
     ];
 
     pub fn from_number(number: u16) -> Option<Self> {
@@ -137,7 +169,7 @@ impl Frame {
         match self {
             Frame::Hello { .. } => 1,
             Frame::Welcome { .. } => 2,
-            Frame::Batch(_) => 3,
+            Frame::Batch(_) => BATCH_KIND,
             Frame::Ack { .. } => 4,
             Frame::Task { .. } => 5,
             Frame::TaskResult { .. } => 6,
@@ -184,6 +216,32 @@ fn put_text(out: &mut Vec<u8>, text: &str, kind: u8) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Encodes a batch frame without first moving the batch into a [`Frame`].
+pub fn encode_batch(batch: &TelemetryBatch) -> Result<Vec<u8>, FrameError> {
+    let body = codec::encode(batch).map_err(|e| FrameError::Malformed {
+        kind: BATCH_KIND,
+        reason: e.to_string(),
+    })?;
+    with_header(BATCH_KIND, body)
+}
+
+const BATCH_KIND: u8 = 3;
+
+fn with_header(kind: u8, body: Vec<u8>) -> Result<Vec<u8>, FrameError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(FrameError::TooLarge {
+            length: body.len(),
+            max: MAX_BODY_BYTES,
+        });
+    }
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+    out.push(VERSION);
+    out.push(kind);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
 /// Encodes a frame with its header.
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
     let kind = frame.kind();
@@ -199,12 +257,7 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
             put_text(&mut body, software_version, kind)?;
         }
         Frame::Welcome { acked } => body.extend_from_slice(&acked.0.to_le_bytes()),
-        Frame::Batch(batch) => {
-            body = codec::encode(batch).map_err(|e| FrameError::Malformed {
-                kind,
-                reason: e.to_string(),
-            })?;
-        }
+        Frame::Batch(batch) => return encode_batch(batch),
         Frame::Ack { seq } => body.extend_from_slice(&seq.0.to_le_bytes()),
         Frame::Task {
             id,
@@ -226,18 +279,7 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
             put_text(&mut body, message, kind)?;
         }
     }
-    if body.len() > MAX_BODY_BYTES {
-        return Err(FrameError::TooLarge {
-            length: body.len(),
-            max: MAX_BODY_BYTES,
-        });
-    }
-    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-    out.push(VERSION);
-    out.push(kind);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    with_header(kind, body)
 }
 
 /// Reads fields off a body, failing with the frame's kind on a short read.
@@ -298,6 +340,25 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Checks a frame header: returns the frame's kind and body length.
+pub fn parse_header(header: &[u8; HEADER_BYTES]) -> Result<(u8, usize), FrameError> {
+    if header[0] != VERSION {
+        return Err(FrameError::UnsupportedVersion { version: header[0] });
+    }
+    let kind = header[1];
+    if !(1..=8).contains(&kind) {
+        return Err(FrameError::UnknownKind { kind });
+    }
+    let length = u32::from_le_bytes([header[2], header[3], header[4], header[5]]) as usize;
+    if length > MAX_BODY_BYTES {
+        return Err(FrameError::TooLarge {
+            length,
+            max: MAX_BODY_BYTES,
+        });
+    }
+    Ok((kind, length))
+}
+
 /// Decodes the first frame in `bytes`: `Ok(None)` when more bytes are needed, otherwise
 /// the frame and how many bytes it took.
 pub fn decode(bytes: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
@@ -307,23 +368,18 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
     if bytes[0] != VERSION {
         return Err(FrameError::UnsupportedVersion { version: bytes[0] });
     }
-    if bytes.len() < HEADER_BYTES {
+    let Some(header) = bytes.first_chunk::<HEADER_BYTES>() else {
         return Ok(None);
-    }
-    let kind = bytes[1];
-    if !(1..=8).contains(&kind) {
-        return Err(FrameError::UnknownKind { kind });
-    }
-    let length = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
-    if length > MAX_BODY_BYTES {
-        return Err(FrameError::TooLarge {
-            length,
-            max: MAX_BODY_BYTES,
-        });
-    }
+    };
+    let (kind, length) = parse_header(header)?;
     let Some(body) = bytes.get(HEADER_BYTES..HEADER_BYTES + length) else {
         return Ok(None);
     };
+    Ok(Some((decode_body(kind, body)?, HEADER_BYTES + length)))
+}
+
+/// Decodes a body whose header [`parse_header`] accepted.
+pub fn decode_body(kind: u8, body: &[u8]) -> Result<Frame, FrameError> {
     let mut r = Reader { bytes: body, kind };
     let frame = match kind {
         1 => {
@@ -377,13 +433,14 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
             let sent_us = r.u64()? as i64;
             r.finish(Frame::Heartbeat { sent_us })?
         }
-        _ => {
+        8 => {
             let number = r.u16()?;
             let code = ErrorCode::from_number(number)
                 .ok_or_else(|| r.malformed(format!("unknown error code {number}")))?;
             let message = r.text()?;
             r.finish(Frame::Error { code, message })?
         }
+        _ => return Err(FrameError::UnknownKind { kind }),
     };
-    Ok(Some((frame, HEADER_BYTES + length)))
+    Ok(frame)
 }

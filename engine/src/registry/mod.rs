@@ -10,9 +10,11 @@
 //! ([`Registry::load_directory`] fills a [`DeviceDirectory`]).
 
 mod arrow_tables;
+mod gateways;
 pub mod records;
 
 pub use arrow_tables::SQL_TABLES;
+pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -27,8 +29,13 @@ pub use records::*;
 pub use rusqlite::Transaction;
 
 /// Migrations in order; the database's `user_version` is how many have been applied.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_initial", include_str!("migrations/0001_initial.sql")),
+    (
+        "0002_gateway_tasks",
+        include_str!("migrations/0002_gateway_tasks.sql"),
+    ),
+];
 
 /// The registry database.
 pub struct Registry {
