@@ -4,6 +4,7 @@ use rusqlite::params;
 use sunfleet_engine::Error;
 use sunfleet_engine::directory::DeviceDirectory;
 use sunfleet_engine::ids::Serial;
+use sunfleet_engine::registry::TaskProgress;
 use sunfleet_engine::registry::{
     DeviceDetails, NewCompany, NewDevice, NewSystem, Registry, insert_company, insert_device,
     insert_system,
@@ -56,14 +57,49 @@ fn migrations_apply_once_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.sqlite3");
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 1);
+    assert_eq!(registry.schema_version().unwrap(), 2);
     registry
         .transaction("test", |tx| insert_company(tx, &company()).map(drop))
         .unwrap();
     drop(registry);
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 1);
+    assert_eq!(registry.schema_version().unwrap(), 2);
     assert_eq!(registry.count("companies").unwrap(), 1);
+}
+
+#[test]
+fn upgrading_from_the_first_schema_keeps_gateway_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite3");
+    let mut connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch(include_str!("../../src/registry/migrations/0001_initial.sql"))
+        .unwrap();
+    connection.pragma_update(None, "user_version", 1).unwrap();
+    let tx = connection.transaction().unwrap();
+    let installer = insert_company(&tx, &company()).unwrap();
+    let system_id = insert_system(&tx, &system(installer)).unwrap();
+    tx.execute(
+        "INSERT INTO devices (id, serial, kind, system_id, provisioned_us)
+         VALUES (1, 1, 'gateway', ?1, 0)",
+        [system_id],
+    )
+    .unwrap();
+    tx.execute(
+        "INSERT INTO gateway_tasks (id, gateway_id, kind, state, created_us, sent_us)
+         VALUES (7, 1, 'reboot', 'sent', 10, 20)",
+        [],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    drop(connection);
+    let registry = Registry::open(&path).unwrap();
+    assert_eq!(registry.schema_version().unwrap(), 2);
+    let task = registry.task(7).unwrap().unwrap();
+    assert_eq!(
+        (task.kind.as_str(), task.state, task.sent_us, task.started_us),
+        ("reboot", TaskProgress::Sent, Some(20), None)
+    );
 }
 
 #[test]
