@@ -1,14 +1,10 @@
 //! `sunfleet`: the binary that wires the crates together. See `README.md` for the quick start
 //! and `ARCHITECTURE.md` for the code map.
 
-mod data;
-mod export;
-mod import;
-mod simulate;
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate};
 
 #[derive(Debug, Parser)]
 #[command(name = "sunfleet", version, about = "Monitoring for microinverter PV fleets", long_about = None)]
@@ -21,9 +17,10 @@ struct Cli {
 enum Command {
     /// Run the whole product on a local data folder: demo fleet over QUIC, SQL and the portal.
     Demo,
-    /// Run the server: QUIC ingest, engine, SQL endpoints and the portal.
-    Serve,
-    /// Drive a generated fleet: stream it to a server, or count and checksum it (--dry-run).
+    /// Run the server: QUIC ingest and the engine (SQL endpoints and the portal: not yet).
+    Serve(serve::ServeArgs),
+    /// Drive a generated fleet: stream it to a server over QUIC, or count and checksum it
+    /// (--dry-run).
     Simulate(simulate::SimulateArgs),
     /// Run SQL against a data folder.
     Sql,
@@ -32,7 +29,7 @@ enum Command {
     /// Write a time range for chosen systems to Parquet or CSV.
     Export(export::ExportArgs),
     /// Certificate tools: fleet CA, server and gateway certificates.
-    Cert,
+    Cert(cert::CertArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,11 +44,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
         Command::Demo => not_built("demo", "#6"),
-        Command::Serve => not_built("serve", "#4 and #6"),
+        Command::Serve(args) => serve::run(args),
         Command::Sql => not_built("sql", "#5"),
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),
-        Command::Cert => not_built("cert", "#4"),
+        Command::Cert(args) => cert::run(args),
     };
     match result {
         Ok(code) => code,
@@ -61,9 +58,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Exit status of a command that is not built yet: distinct from a failure of a real one.
-pub const EXIT_NOT_BUILT: u8 = 3;
 
 fn not_built(command: &str, issue: &str) -> anyhow::Result<ExitCode> {
     eprintln!(

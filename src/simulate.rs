@@ -5,8 +5,17 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::Args;
+use sunfleet_ingest::tls::FleetCa;
+
+use crate::data::DEFAULT_DATA_DIR;
+use crate::simulator::{Progress, Simulator, SimulatorConfig, demo_fleet};
 use sunfleet_engine::time::CivilDate;
 use sunfleet_fixtures::faults::{Fault, ground_truth};
 use sunfleet_fixtures::{Fleet, FleetConfig, dry_run};
@@ -29,8 +38,23 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
     /// QUIC address of the server to stream to.
-    #[arg(long, default_value = "127.0.0.1:4433")]
-    addr: String,
+    #[arg(long, default_value = "127.0.0.1:4433", env = "SUNFLEET_QUIC")]
+    addr: SocketAddr,
+    /// Simulated start time of the live run, `YYYY-MM-DDTHH:MM` UTC (default: now).
+    #[arg(long)]
+    at: Option<String>,
+    /// Stop after this many wall-clock seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Data folder whose fleet CA signs the simulated gateways' certificates.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SUNFLEET_DATA")]
+    data: PathBuf,
+    /// The TLS folder itself (default: `<data>/tls`).
+    #[arg(long)]
+    tls: Option<PathBuf>,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 2.0)]
+    progress_every: f64,
     /// Generate the stream without sending it; print its counts and checksum.
     #[arg(long)]
     dry_run: bool,
@@ -43,19 +67,14 @@ pub struct SimulateArgs {
 const MAX_SYSTEMS: u32 = 10_000_000;
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    if !args.dry_run {
-        eprintln!(
-            "sunfleet simulate: streaming to a server over QUIC ({}, speed {}) is not built yet \
-             (tracked in issue #4); nothing was sent. Use --dry-run to generate the stream locally.",
-            args.addr, args.speed
-        );
-        return Ok(ExitCode::from(crate::EXIT_NOT_BUILT));
-    }
     anyhow::ensure!(
         (1..=MAX_SYSTEMS).contains(&args.systems),
         "--systems must be between 1 and {MAX_SYSTEMS}, got {}",
         args.systems
     );
+    if !args.dry_run {
+        return live(args);
+    }
     anyhow::ensure!(
         (1..=3_660).contains(&args.days),
         "--days must be between 1 and 3660, got {}",
@@ -186,4 +205,141 @@ fn format_time(us: i64) -> String {
         seconds / 60 % 60,
         seconds % 60
     )
+}
+
+/// Streams the demo fleet to a server over QUIC until `--duration` or Ctrl-C.
+fn live(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.speed > 0.0 && args.speed <= 1_000_000.0,
+        "--speed must be above 0 and at most 1000000, got {}",
+        args.speed
+    );
+    let tls_dir = args
+        .tls
+        .clone()
+        .unwrap_or_else(|| crate::cert::tls_dir(&args.data));
+    let ca = FleetCa::load(&tls_dir).with_context(|| {
+        format!(
+            "the simulator signs its gateways' certificates with the fleet CA in {}; start \
+             `sunfleet serve` on that data folder once (or run `sunfleet cert ca`)",
+            tls_dir.display()
+        )
+    })?;
+    let mut config = SimulatorConfig::new(
+        Arc::new(demo_fleet(args.seed, args.systems)),
+        args.addr,
+        Arc::new(ca),
+    );
+    config.speed = args.speed;
+    if let Some(at) = &args.at {
+        config.start_us = parse_at(at)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let every = Duration::from_secs_f64(args.progress_every.max(0.1));
+    let duration = args.duration.map(Duration::from_secs_f64);
+    let totals = runtime.block_on(async move {
+        let simulator = Simulator::start(config).await?;
+        eprintln!(
+            "simulating {} gateways against {} at {}× real time",
+            args.systems, args.addr, args.speed
+        );
+        let began = tokio::time::Instant::now();
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    eprintln!("{}", progress_line(&simulator.progress(), began.elapsed()));
+                    if duration.is_some_and(|d| began.elapsed() >= d) {
+                        break;
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        eprintln!("stopping: sending what the gateways hold and waiting for acks (30 s at most)");
+        let totals = simulator.stop(Duration::from_secs(30)).await;
+        anyhow::Ok((totals, began.elapsed()))
+    })?;
+    let (totals, elapsed) = totals;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "simulated {} gateways for {:.1} s at {}× real time",
+        totals.gateways,
+        elapsed.as_secs_f64(),
+        args.speed
+    )?;
+    let rows: [(&str, String); 10] = [
+        ("connections", totals.connections.to_string()),
+        ("refused gateways", totals.refused.to_string()),
+        ("batches sent", totals.batches_sent.to_string()),
+        ("batches acked", totals.batches_acked.to_string()),
+        ("duplicates sent", totals.duplicates_sent.to_string()),
+        ("batches unacked", totals.in_flight.to_string()),
+        ("readings sent", totals.readings_sent.to_string()),
+        ("readings acked", totals.readings_acked.to_string()),
+        ("tasks run", totals.tasks_run.to_string()),
+        (
+            "acked readings/s",
+            format!(
+                "{:.0}",
+                totals.readings_acked as f64 / elapsed.as_secs_f64().max(1e-9)
+            ),
+        ),
+    ];
+    for (label, value) in rows {
+        writeln!(out, "{label:<24}{value:>14}")?;
+    }
+    Ok(if totals.in_flight == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} batches were not acknowledged before the end",
+            totals.in_flight
+        );
+        ExitCode::FAILURE
+    })
+}
+
+fn progress_line(p: &Progress, elapsed: Duration) -> String {
+    let lag_note = if p.in_flight > 0 {
+        format!("{} in flight", p.in_flight)
+    } else {
+        "all acked".to_owned()
+    };
+    format!(
+        "[{:>6.1} s] sim {} · {}/{} connected · batches {} sent {} acked ({lag_note}) · readings {} sent {} acked · tasks {}",
+        elapsed.as_secs_f64(),
+        format_time(p.sim_now_us),
+        p.connected,
+        p.gateways,
+        p.batches_sent,
+        p.batches_acked,
+        p.readings_sent,
+        p.readings_acked,
+        p.tasks_run
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM` (UTC) → microseconds.
+fn parse_at(text: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("--at {text:?}: expected YYYY-MM-DDTHH:MM (UTC)");
+    let (date, time) = text.trim_end_matches('Z').split_once('T').ok_or_else(bad)?;
+    let date: CivilDate = date.parse().map_err(|_| bad())?;
+    let (hours, minutes) = time.split_once(':').ok_or_else(bad)?;
+    let hours: i64 = hours.parse().map_err(|_| bad())?;
+    let minutes: i64 = minutes
+        .get(..2)
+        .unwrap_or(minutes)
+        .parse()
+        .map_err(|_| bad())?;
+    anyhow::ensure!(
+        (0..24).contains(&hours) && (0..60).contains(&minutes),
+        bad()
+    );
+    Ok(date.start_micros() + (hours * 3_600 + minutes * 60) * 1_000_000)
 }

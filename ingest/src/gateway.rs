@@ -331,12 +331,30 @@ impl Outbox {
         batch
     }
 
-    /// Forgets every batch up to `seq`.
-    pub fn acknowledge(&mut self, seq: BatchSeq) {
+    /// Forgets every batch up to `seq`; returns how many batches and microinverter
+    /// readings that acknowledged.
+    pub fn acknowledge(&mut self, seq: BatchSeq) -> (u64, u64) {
         self.acked = self.acked.max(seq.0);
+        let (mut batches, mut readings) = (0, 0);
         while self.batches.front().is_some_and(|b| b.seq.0 <= seq.0) {
-            self.batches.pop_front();
+            if let Some(batch) = self.batches.pop_front() {
+                batches += 1;
+                readings += batch.micro.len() as u64;
+            }
         }
+        (batches, readings)
+    }
+
+    /// The oldest batch not acknowledged.
+    pub fn oldest(&self) -> Option<&Arc<TelemetryBatch>> {
+        self.batches.front()
+    }
+
+    /// An unacknowledged batch by sequence number.
+    pub fn get(&self, seq: BatchSeq) -> Option<&Arc<TelemetryBatch>> {
+        let first = self.batches.front()?.seq.0;
+        let index = usize::try_from(seq.0.checked_sub(first)?).ok()?;
+        self.batches.get(index).filter(|b| b.seq == seq)
     }
 
     /// Everything not acknowledged, oldest first (to resend after a reconnect).

@@ -667,7 +667,16 @@ async fn read_frames(
 ) -> Result<(), Refusal> {
     // Highest sequence number appended on this connection (or acknowledged before it).
     let mut last_appended = acked;
-    while let Some(received) = reader.next().await? {
+    loop {
+        let received = match reader.next().await {
+            Ok(Some(received)) => received,
+            Ok(None) => return Ok(()),
+            // The gateway went away (closed, reset, timed out): not a protocol error.
+            Err(WireError::Read(
+                quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_),
+            )) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
         match received.frame {
             Frame::Batch(batch) => {
                 if batch.gateway != serial {
@@ -729,7 +738,6 @@ async fn read_frames(
             }
         }
     }
-    Ok(())
 }
 
 /// Appends a batch, waiting while the engine's write buffer is full (persistence behind).

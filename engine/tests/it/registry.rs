@@ -73,7 +73,9 @@ fn upgrading_from_the_first_schema_keeps_gateway_tasks() {
     let path = dir.path().join("registry.sqlite3");
     let mut connection = rusqlite::Connection::open(&path).unwrap();
     connection
-        .execute_batch(include_str!("../../src/registry/migrations/0001_initial.sql"))
+        .execute_batch(include_str!(
+            "../../src/registry/migrations/0001_initial.sql"
+        ))
         .unwrap();
     connection.pragma_update(None, "user_version", 1).unwrap();
     let tx = connection.transaction().unwrap();
@@ -97,7 +99,12 @@ fn upgrading_from_the_first_schema_keeps_gateway_tasks() {
     assert_eq!(registry.schema_version().unwrap(), 2);
     let task = registry.task(7).unwrap().unwrap();
     assert_eq!(
-        (task.kind.as_str(), task.state, task.sent_us, task.started_us),
+        (
+            task.kind.as_str(),
+            task.state,
+            task.sent_us,
+            task.started_us
+        ),
         ("reboot", TaskProgress::Sent, Some(20), None)
     );
 }

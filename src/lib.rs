@@ -1,0 +1,13 @@
+//! The `sunfleet` binary's commands, as a library so the end-to-end tests can run them in
+//! process. `main.rs` is only the command line.
+
+pub mod cert;
+pub mod data;
+pub mod export;
+pub mod import;
+pub mod serve;
+pub mod simulate;
+pub mod simulator;
+
+/// Exit status of a command that is not built yet: distinct from a failure of a real one.
+pub const EXIT_NOT_BUILT: u8 = 3;

@@ -1,0 +1,124 @@
+//! `sunfleet serve`: the engine on a data folder and the QUIC ingest in front of it, until
+//! Ctrl-C or SIGTERM; then an ordered shutdown (ingest first, so every acknowledged batch
+//! is known; then the write buffer is persisted).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sunfleet_engine::registry::Registry;
+use sunfleet_ingest::server::{IngestConfig, IngestServer};
+use sunfleet_ingest::tls::ServerIdentity;
+
+use crate::data::{DEFAULT_DATA_DIR, DataFolder};
+use crate::simulator::demo_fleet;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data folder.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SUNFLEET_DATA")]
+    pub data: PathBuf,
+    /// UDP address of the QUIC ingest.
+    #[arg(long, default_value = "127.0.0.1:4433", env = "SUNFLEET_QUIC")]
+    pub quic: SocketAddr,
+    /// Names for the server certificate created on first start.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    pub server_names: Vec<String>,
+    /// TLS folder (default: `<data>/tls`); a fleet CA is created there if none exists.
+    #[arg(long)]
+    pub tls: Option<PathBuf>,
+    /// Seed an empty registry with the generated demo fleet of this many systems (the
+    /// fleet `sunfleet simulate --systems N --seed S` drives).
+    #[arg(long)]
+    pub seed_systems: Option<u32>,
+    /// Seed of the demo fleet.
+    #[arg(long, default_value_t = 1, env = "SUNFLEET_SEED")]
+    pub seed: u64,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seed_if_empty(registry: &Registry, systems: Option<u32>, seed: u64) -> anyhow::Result<()> {
+    let Some(systems) = systems else {
+        return Ok(());
+    };
+    if registry.count("systems")? > 0 {
+        tracing::info!("registry already has systems; not seeding");
+        return Ok(());
+    }
+    let fleet = demo_fleet(seed, systems);
+    let report = sunfleet_fixtures::seed::seed_registry(registry, &fleet)?;
+    tracing::info!(?report, "registry seeded with the demo fleet");
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let folder = DataFolder::open_with(&args.data, |registry| {
+        seed_if_empty(registry, args.seed_systems, args.seed)
+    })
+    .await?;
+    let tls_dir = args
+        .tls
+        .clone()
+        .unwrap_or_else(|| crate::cert::tls_dir(&args.data));
+    let (identity, created) = ServerIdentity::load_or_create(&tls_dir, &args.server_names)
+        .with_context(|| format!("loading the TLS identity in {}", tls_dir.display()))?;
+    if created {
+        tracing::info!(dir = %tls_dir.display(), "created the fleet CA and server certificate");
+    }
+    let (stop_maintenance, stop_rx) = tokio::sync::watch::channel(false);
+    let maintenance =
+        tokio::spawn(Arc::clone(&folder.store).run_maintenance(Duration::from_secs(5), stop_rx));
+    let ingest = IngestServer::start(
+        IngestConfig::new(args.quic),
+        &identity,
+        Arc::clone(&folder.store),
+        Arc::clone(&folder.registry),
+    )
+    .await?;
+    println!(
+        "sunfleet: QUIC ingest on {} (ALPN sunfleet/1, gateways need a certificate from {}); data in {}. Ctrl-C stops.",
+        ingest.local_addr()?,
+        tls_dir.join(sunfleet_ingest::tls::CA_CERT_FILE).display(),
+        args.data.display()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    ingest.shutdown().await?;
+    let _ = stop_maintenance.send(true);
+    let _ = maintenance.await;
+    let report = folder.store.persist().await?;
+    tracing::info!(?report, "write buffer persisted; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,740 @@
+//! The live fleet simulator: every system of the generated fleet becomes a gateway with its
+//! own certificate and its own QUIC connection, producing readings in real time or
+//! accelerated, holding them in an outbox until acknowledged, and running the tasks the
+//! server sends like a real gateway would.
+//!
+//! The generator ([`GatewaySim`]) decides what is measured and when it is uploaded
+//! (including outages with backfill, duplicate retransmits and late batches); this module
+//! numbers batches in send order (the protocol's rule), moves them over the wire and
+//! applies tasks to the simulated system.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sunfleet_engine::ids::{BatchSeq, Serial};
+use sunfleet_engine::telemetry::{
+    ConsumptionMeterMode, DeviceEvent, EventKind, EventState, TelemetryBatch, micro_status,
+};
+use sunfleet_engine::time::CivilDate;
+use sunfleet_fixtures::gateway::{GatewaySim, UploadKind};
+use sunfleet_fixtures::world::SystemSpec;
+use sunfleet_fixtures::{Fleet, FleetConfig};
+use sunfleet_ingest::frame::{ErrorCode, TaskKind, TaskState};
+use sunfleet_ingest::gateway::{
+    GatewayConnection, GatewayError, GatewayIdentity, GatewayOptions, GatewaySender, Outbox,
+    ServerMessage, client_config, client_endpoint,
+};
+use sunfleet_ingest::tls::FleetCa;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// First day of the demo fleet's window: the registry seeded by `sunfleet serve` and the
+/// simulator must describe the same fleet.
+pub const DEMO_FLEET_START: (i32, u32, u32) = (2026, 6, 1);
+
+/// The demo fleet of `systems` systems.
+pub fn demo_fleet(seed: u64, systems: u32) -> Fleet {
+    let (y, m, d) = DEMO_FLEET_START;
+    let start = CivilDate::from_ymd(y, m, d).unwrap_or(CivilDate::from_days_since_epoch(0));
+    Fleet::new(FleetConfig::new(seed, systems, start, 1))
+}
+
+/// How the simulator runs.
+#[derive(Clone)]
+pub struct SimulatorConfig {
+    pub fleet: Arc<Fleet>,
+    pub server: SocketAddr,
+    /// The name the server certificate carries.
+    pub server_name: String,
+    /// Signs each simulated gateway's certificate.
+    pub ca: Arc<FleetCa>,
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    /// Simulated time at the start (UTC microseconds).
+    pub start_us: i64,
+    /// How often each gateway looks at its clock.
+    pub tick: Duration,
+    /// Handshakes in progress at once.
+    pub connect_concurrency: usize,
+    /// How long a rebooting gateway stays away.
+    pub reboot_pause: Duration,
+}
+
+impl SimulatorConfig {
+    pub fn new(fleet: Arc<Fleet>, server: SocketAddr, ca: Arc<FleetCa>) -> Self {
+        Self {
+            fleet,
+            server,
+            server_name: "localhost".into(),
+            ca,
+            speed: 1.0,
+            start_us: sunfleet_ingest::server::now_us(),
+            tick: Duration::from_secs(1),
+            connect_concurrency: 256,
+            reboot_pause: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Something a test or an operator does to a simulated system from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// A microinverter trips its ground-fault interrupt ([`micro_status::GFI_TRIPPED`]) or
+    /// sees low DC insulation resistance ([`micro_status::DC_RESISTANCE_LOW`]) and stops
+    /// until a task clears it.
+    Latch { micro: Serial, status: u16 },
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    readings_sent: AtomicU64,
+    readings_acked: AtomicU64,
+    batches_sent: AtomicU64,
+    batches_acked: AtomicU64,
+    duplicates_sent: AtomicU64,
+    in_flight: AtomicI64,
+    connected: AtomicUsize,
+    connections: AtomicU64,
+    refused: AtomicU64,
+    tasks_run: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// What the simulator has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Progress {
+    pub gateways: usize,
+    pub connected: usize,
+    /// Connections made, reconnections included.
+    pub connections: u64,
+    /// Gateways the server turned away for good (unknown, retired).
+    pub refused: u64,
+    pub batches_sent: u64,
+    pub batches_acked: u64,
+    /// Batches sent again (lost acks, retransmits after an outage).
+    pub duplicates_sent: u64,
+    /// Batches made and not yet acknowledged.
+    pub in_flight: i64,
+    pub readings_sent: u64,
+    pub readings_acked: u64,
+    pub tasks_run: u64,
+    /// Batches dropped because a gateway's outbox was full.
+    pub dropped: u64,
+    /// Simulated time now (UTC microseconds).
+    pub sim_now_us: i64,
+}
+
+/// Simulated time.
+#[derive(Debug, Clone, Copy)]
+struct SimClock {
+    wall_start: Instant,
+    start_us: i64,
+    speed: f64,
+}
+
+impl SimClock {
+    fn now_us(&self) -> i64 {
+        self.start_us + (self.wall_start.elapsed().as_secs_f64() * self.speed * 1e6) as i64
+    }
+}
+
+/// A running simulator.
+pub struct Simulator {
+    counters: Arc<Counters>,
+    clock: SimClock,
+    stop: watch::Sender<bool>,
+    gateways: Vec<tokio::task::JoinHandle<()>>,
+    controls: HashMap<Serial, mpsc::Sender<Control>>,
+}
+
+impl Simulator {
+    /// Starts one gateway per system of the fleet.
+    pub async fn start(config: SimulatorConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.speed > 0.0 && config.speed.is_finite(),
+            "speed must be positive, got {}",
+            config.speed
+        );
+        let endpoint = client_endpoint("127.0.0.1:0".parse()?).context("client endpoint")?;
+        let clock = SimClock {
+            wall_start: Instant::now(),
+            start_us: config.start_us,
+            speed: config.speed,
+        };
+        let counters = Arc::new(Counters::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let handshakes = Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
+        let mut gateways = Vec::new();
+        let mut controls = HashMap::new();
+        for spec in config.fleet.systems() {
+            let serial = spec.gateway.serial;
+            let (control_tx, control_rx) = mpsc::channel(16);
+            controls.insert(serial, control_tx);
+            let identity = GatewayIdentity {
+                serial,
+                ca_pem: config.ca.cert_pem().to_owned(),
+                certificate: config.ca.issue_gateway(serial)?,
+            };
+            let options = GatewayOptions {
+                server_name: config.server_name.clone(),
+                firmware: spec.gateway.firmware.to_owned(),
+                ..GatewayOptions::default()
+            };
+            let quic = client_config(&identity, &options)?;
+            let gateway = SimulatedGateway {
+                sim: GatewaySim::new(config.fleet.config().seed, spec, clock.now_us()),
+                outbox: Outbox::new(100_000, 1),
+                wire_seq_of: VecDeque::new(),
+                finished_tasks: HashMap::new(),
+                grid_profile: None,
+                pending_events: Vec::new(),
+                counters: Arc::clone(&counters),
+            };
+            let link = Link {
+                endpoint: endpoint.clone(),
+                server: config.server,
+                quic,
+                options,
+                handshakes: Arc::clone(&handshakes),
+                reboot_pause: config.reboot_pause,
+            };
+            gateways.push(tokio::spawn(gateway.run(
+                link,
+                clock,
+                config.tick,
+                stop_rx.clone(),
+                control_rx,
+            )));
+        }
+        Ok(Self {
+            counters,
+            clock,
+            stop,
+            gateways,
+            controls,
+        })
+    }
+
+    pub fn progress(&self) -> Progress {
+        let c = &self.counters;
+        Progress {
+            gateways: self.gateways.len(),
+            connected: c.connected.load(Ordering::Relaxed),
+            connections: c.connections.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            batches_sent: c.batches_sent.load(Ordering::Relaxed),
+            batches_acked: c.batches_acked.load(Ordering::Relaxed),
+            duplicates_sent: c.duplicates_sent.load(Ordering::Relaxed),
+            in_flight: c.in_flight.load(Ordering::Relaxed),
+            readings_sent: c.readings_sent.load(Ordering::Relaxed),
+            readings_acked: c.readings_acked.load(Ordering::Relaxed),
+            tasks_run: c.tasks_run.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            sim_now_us: self.clock.now_us(),
+        }
+    }
+
+    /// Acts on a simulated system from outside.
+    pub async fn control(&self, gateway: Serial, control: Control) -> anyhow::Result<()> {
+        self.controls
+            .get(&gateway)
+            .with_context(|| format!("no simulated gateway {gateway}"))?
+            .send(control)
+            .await
+            .map_err(|_| anyhow::anyhow!("simulated gateway {gateway} has stopped"))
+    }
+
+    /// Stops making readings, lets every gateway send what it holds and wait for the acks
+    /// (at most `drain`), then closes the connections.
+    pub async fn stop(self, drain: Duration) -> Progress {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + drain;
+        let counters = Arc::clone(&self.counters);
+        let clock = self.clock;
+        let count = self.gateways.len();
+        for handle in self.gateways {
+            let abort = handle.abort_handle();
+            if tokio::time::timeout_at(deadline, handle).await.is_err() {
+                abort.abort();
+            }
+        }
+        let mut progress = Self {
+            counters,
+            clock,
+            stop: watch::channel(true).0,
+            gateways: Vec::new(),
+            controls: HashMap::new(),
+        }
+        .progress();
+        progress.gateways = count;
+        progress
+    }
+}
+
+/// How a gateway reaches the server.
+struct Link {
+    endpoint: quinn::Endpoint,
+    server: SocketAddr,
+    quic: quinn::ClientConfig,
+    options: GatewayOptions,
+    handshakes: Arc<Semaphore>,
+    reboot_pause: Duration,
+}
+
+/// What ends a connection's loop.
+enum Next {
+    Reconnect(Duration),
+    Stop,
+}
+
+struct SimulatedGateway {
+    sim: GatewaySim,
+    outbox: Outbox,
+    /// Recent generator sequence numbers → wire sequence numbers (for retransmits).
+    wire_seq_of: VecDeque<(u64, u64)>,
+    /// Tasks already run, with their outcome: a task offered again is answered, not rerun.
+    finished_tasks: HashMap<u64, (TaskState, String)>,
+    grid_profile: Option<String>,
+    /// Events to send with the next batch (conditions raised or cleared by tasks).
+    pending_events: Vec<DeviceEvent>,
+    counters: Arc<Counters>,
+}
+
+const RECENT_SEQS: usize = 512;
+
+impl SimulatedGateway {
+    fn serial(&self) -> Serial {
+        self.sim.spec().gateway.serial
+    }
+
+    async fn run(
+        mut self,
+        link: Link,
+        clock: SimClock,
+        tick: Duration,
+        mut stop: watch::Receiver<bool>,
+        mut controls: mpsc::Receiver<Control>,
+    ) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let connection = {
+                let Ok(_permit) = link.handshakes.acquire().await else {
+                    return;
+                };
+                GatewayConnection::connect(
+                    &link.endpoint,
+                    link.server,
+                    link.quic.clone(),
+                    self.serial(),
+                    &link.options,
+                )
+                .await
+            };
+            let next = match connection {
+                Ok(connection) => {
+                    backoff = Duration::from_millis(200);
+                    self.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    self.counters.connected.fetch_add(1, Ordering::Relaxed);
+                    let next = self
+                        .connected(connection, &link, clock, tick, &mut stop, &mut controls)
+                        .await;
+                    self.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                    next
+                }
+                Err(error) => match error.close_code() {
+                    Some(
+                        ErrorCode::UnknownGateway
+                        | ErrorCode::RetiredGateway
+                        | ErrorCode::BadCertificate,
+                    ) => {
+                        tracing::warn!(gateway = %self.serial(), %error, "refused by the server; this gateway stops");
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        Next::Stop
+                    }
+                    _ => {
+                        tracing::debug!(gateway = %self.serial(), %error, "connection failed; retrying");
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        Next::Reconnect(backoff)
+                    }
+                },
+            };
+            match next {
+                Next::Stop => return,
+                Next::Reconnect(pause) => {
+                    if *stop.borrow() && self.outbox.is_empty() {
+                        return;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// One connection's life: resend what the server lacks, then produce, send, apply acks
+    /// and tasks until the link drops, a reboot, or the end of the run.
+    async fn connected(
+        &mut self,
+        connection: GatewayConnection,
+        link: &Link,
+        clock: SimClock,
+        tick: Duration,
+        stop: &mut watch::Receiver<bool>,
+        controls: &mut mpsc::Receiver<Control>,
+    ) -> Next {
+        let GatewayConnection {
+            connection,
+            mut sender,
+            mut receiver,
+            acked,
+        } = connection;
+        self.acknowledged(acked);
+        // The receiving half runs on its own so that waiting for a message can be
+        // abandoned safely in the select below.
+        let (message_tx, mut messages) = mpsc::channel(64);
+        let reader = tokio::spawn(async move {
+            loop {
+                let message = receiver.next().await;
+                let end = !matches!(message, Ok(Some(_)));
+                if message_tx.send(message).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        let resend: Vec<_> = self.outbox.unacknowledged().cloned().collect();
+        let mut next = None;
+        for batch in &resend {
+            if self.send(&mut sender, batch).await.is_err() {
+                next = Some(Next::Reconnect(Duration::from_millis(200)));
+                break;
+            }
+        }
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let next = match next {
+            Some(next) => next,
+            None => loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        if *stop.borrow() {
+                            if self.outbox.is_empty() {
+                                let _ = sender.finish();
+                                break Next::Stop;
+                            }
+                            continue;
+                        }
+                        if self.produce(&mut sender, clock.now_us()).await.is_err() {
+                            break Next::Reconnect(Duration::from_millis(200));
+                        }
+                    }
+                    message = messages.recv() => match message {
+                        Some(Ok(Some(ServerMessage::Ack(seq)))) => self.acknowledged(seq),
+                        Some(Ok(Some(ServerMessage::Task { id, kind, parameters }))) => {
+                            let reboot = self
+                                .run_task(&mut sender, id, kind, &parameters, clock.now_us())
+                                .await;
+                            if reboot {
+                                let _ = sender.finish();
+                                // Give the reports a moment to leave before the "power cut".
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                connection.close(0u32.into(), b"rebooting");
+                                break Next::Reconnect(link.reboot_pause);
+                            }
+                        }
+                        Some(Ok(Some(ServerMessage::Heartbeat { .. }))) => {}
+                        Some(Ok(Some(ServerMessage::Error { code, message }))) => {
+                            tracing::warn!(gateway = %self.serial(), ?code, "server error: {message}");
+                        }
+                        Some(Ok(None)) | None => break Next::Reconnect(Duration::from_millis(200)),
+                        Some(Err(error)) => {
+                            tracing::debug!(gateway = %self.serial(), %error, "connection lost");
+                            break Next::Reconnect(Duration::from_millis(200));
+                        }
+                    },
+                    Some(control) = controls.recv() => self.apply(control, clock.now_us()),
+                    _ = stop.changed() => {}
+                }
+            },
+        };
+        reader.abort();
+        if matches!(next, Next::Stop) {
+            connection.close(0u32.into(), b"simulation over");
+        }
+        next
+    }
+
+    fn acknowledged(&mut self, seq: BatchSeq) {
+        let (batches, readings) = self.outbox.acknowledge(seq);
+        self.counters
+            .batches_acked
+            .fetch_add(batches, Ordering::Relaxed);
+        self.counters
+            .readings_acked
+            .fetch_add(readings, Ordering::Relaxed);
+        self.counters
+            .in_flight
+            .fetch_sub(batches as i64, Ordering::Relaxed);
+    }
+
+    async fn send(
+        &mut self,
+        sender: &mut GatewaySender,
+        batch: &TelemetryBatch,
+    ) -> Result<(), GatewayError> {
+        sender.send_batch(batch).await.map_err(GatewayError::Wire)?;
+        self.counters.batches_sent.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .readings_sent
+            .fetch_add(batch.micro.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Numbers a new batch (with any pending events) and sends it.
+    async fn push_and_send(
+        &mut self,
+        sender: &mut GatewaySender,
+        mut batch: TelemetryBatch,
+    ) -> Result<Arc<TelemetryBatch>, GatewayError> {
+        batch.events.append(&mut self.pending_events);
+        let dropped_before = self.outbox.dropped();
+        let numbered = self.outbox.push(batch);
+        let dropped = self.outbox.dropped() - dropped_before;
+        self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.counters
+            .in_flight
+            .fetch_add(1 - dropped as i64, Ordering::Relaxed);
+        self.send(sender, &numbered).await?;
+        Ok(numbered)
+    }
+
+    /// Generates up to `now_us` and sends what is due.
+    async fn produce(
+        &mut self,
+        sender: &mut GatewaySender,
+        now_us: i64,
+    ) -> Result<(), GatewayError> {
+        let mut uploads = Vec::new();
+        self.sim.advance(now_us, &mut uploads);
+        for upload in uploads {
+            let generated = upload.batch.seq.0;
+            let known = self
+                .wire_seq_of
+                .iter()
+                .find(|(g, _)| *g == generated)
+                .map(|(_, w)| *w);
+            match (upload.kind, known) {
+                (UploadKind::Duplicate, Some(wire)) => {
+                    // The same batch again, as a gateway that missed the ack would send it.
+                    let batch = match self.outbox.get(BatchSeq(wire)) {
+                        Some(batch) => Arc::clone(batch),
+                        None => {
+                            let mut again = (*upload.batch).clone();
+                            again.seq = BatchSeq(wire);
+                            Arc::new(again)
+                        }
+                    };
+                    self.counters
+                        .duplicates_sent
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.send(sender, &batch).await?;
+                }
+                (_, Some(_)) => {}
+                (_, None) => {
+                    let numbered = self.push_and_send(sender, (*upload.batch).clone()).await?;
+                    self.wire_seq_of.push_back((generated, numbered.seq.0));
+                    if self.wire_seq_of.len() > RECENT_SEQS {
+                        self.wire_seq_of.pop_front();
+                    }
+                }
+            }
+        }
+        if !self.pending_events.is_empty() {
+            let batch = TelemetryBatch::new(self.serial(), BatchSeq(0), now_us);
+            self.push_and_send(sender, batch).await?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, control: Control, now_us: i64) {
+        match control {
+            Control::Latch { micro, status } => {
+                let Some(kind) = latch_event(status) else {
+                    tracing::warn!(status, "not a latching status");
+                    return;
+                };
+                let state = self.sim.state_mut();
+                if state.latched_status(micro).is_none() {
+                    state.latched.push((micro, status));
+                    self.pending_events.push(DeviceEvent {
+                        serial: micro,
+                        time_us: now_us,
+                        kind,
+                        state: EventState::Raised,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs a task (or answers again for one already run). Returns whether the gateway
+    /// must now reboot.
+    async fn run_task(
+        &mut self,
+        sender: &mut GatewaySender,
+        id: u64,
+        kind: TaskKind,
+        parameters: &str,
+        now_us: i64,
+    ) -> bool {
+        if let Some((state, message)) = self.finished_tasks.get(&id) {
+            let _ = sender.report(id, *state, message.clone()).await;
+            return false;
+        }
+        let _ = sender.report(id, TaskState::Started, "").await;
+        let (state, message) = match self.execute(kind, parameters, now_us) {
+            Ok(message) => (TaskState::Succeeded, message),
+            Err(message) => (TaskState::Failed, message),
+        };
+        self.counters.tasks_run.fetch_add(1, Ordering::Relaxed);
+        let _ = sender.report(id, state, message.clone()).await;
+        self.finished_tasks.insert(id, (state, message));
+        kind == TaskKind::Reboot && state == TaskState::Succeeded
+    }
+
+    fn execute(&mut self, kind: TaskKind, parameters: &str, now_us: i64) -> Result<String, String> {
+        let spec: &SystemSpec = self.sim.spec();
+        let micros = spec.micros.len();
+        match kind {
+            TaskKind::ProductionOn => {
+                self.sim.state_mut().production_enabled = true;
+                Ok(format!("production on for {micros} microinverters"))
+            }
+            TaskKind::ProductionOff => {
+                self.sim.state_mut().production_enabled = false;
+                Ok(format!("production off for {micros} microinverters"))
+            }
+            TaskKind::Reboot => Ok("rebooting".into()),
+            TaskKind::ProvisionDevices => {
+                let serials = parse_serials(parameters)?;
+                let added: Vec<String> = serials
+                    .into_iter()
+                    .filter(|s| self.sim.provision_micro(*s))
+                    .map(|s| s.to_string())
+                    .collect();
+                Ok(format!(
+                    "provisioned {} microinverter(s): {}",
+                    added.len(),
+                    added.join(", ")
+                ))
+            }
+            TaskKind::MeterMode => {
+                if spec.consumption_meter.is_none() {
+                    return Err("this system has no consumption meter".into());
+                }
+                let mode = match parameter(parameters, "mode")?.as_str() {
+                    "net" => ConsumptionMeterMode::Net,
+                    "total" => ConsumptionMeterMode::Total,
+                    other => {
+                        return Err(format!("mode {other:?} is neither \"net\" nor \"total\""));
+                    }
+                };
+                self.sim.state_mut().consumption_mode = Some(mode);
+                Ok(format!("consumption meter set to {mode:?}"))
+            }
+            TaskKind::GridProfile => {
+                let profile = parameter(parameters, "profile")?;
+                let message =
+                    format!("grid profile {profile:?} applied to {micros} microinverters");
+                self.grid_profile = Some(profile);
+                Ok(message)
+            }
+            TaskKind::CheckSignal => {
+                let dbm = -50 - (self.serial().value() % 45) as i64;
+                let bars = ((dbm + 100) / 10).clamp(1, 5);
+                Ok(format!(
+                    "signal strength {dbm} dBm ({bars} of 5 bars) over {:?}",
+                    spec.gateway.connection
+                ))
+            }
+            TaskKind::ScanDevices => Ok(format!(
+                "scan complete: {micros} microinverter(s), {} meter(s), {} battery(ies) found; none new",
+                usize::from(spec.production_meter.is_some())
+                    + usize::from(spec.consumption_meter.is_some()),
+                spec.batteries.len()
+            )),
+            TaskKind::ClearGfi => {
+                Ok(self.clear_latched(micro_status::GFI_TRIPPED, now_us, "GFI cleared"))
+            }
+            TaskKind::ResetDcResistance => Ok(self.clear_latched(
+                micro_status::DC_RESISTANCE_LOW,
+                now_us,
+                "DC-resistance-low sensor reset",
+            )),
+        }
+    }
+
+    fn clear_latched(&mut self, status: u16, now_us: i64, what: &str) -> String {
+        let Some(kind) = latch_event(status) else {
+            return format!("{what} on 0 microinverters");
+        };
+        let state = self.sim.state_mut();
+        let cleared: Vec<Serial> = state
+            .latched
+            .iter()
+            .filter(|(_, s)| *s == status)
+            .map(|(serial, _)| *serial)
+            .collect();
+        state.latched.retain(|(_, s)| *s != status);
+        for serial in &cleared {
+            self.pending_events.push(DeviceEvent {
+                serial: *serial,
+                time_us: now_us,
+                kind,
+                state: EventState::Cleared,
+            });
+        }
+        format!("{what} on {} microinverter(s)", cleared.len())
+    }
+}
+
+fn latch_event(status: u16) -> Option<EventKind> {
+    match status {
+        micro_status::GFI_TRIPPED => Some(EventKind::GfiTripped),
+        micro_status::DC_RESISTANCE_LOW => Some(EventKind::DcResistanceLow),
+        _ => None,
+    }
+}
+
+fn parse_json(parameters: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(parameters).map_err(|e| format!("parameters are not JSON: {e}"))
+}
+
+/// A string parameter of a task.
+fn parameter(parameters: &str, name: &str) -> Result<String, String> {
+    parse_json(parameters)?
+        .get(name)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("parameter {name:?} (a string) is missing"))
+}
+
+/// `{"serials": ["000000012345", 12346]}`.
+fn parse_serials(parameters: &str) -> Result<Vec<Serial>, String> {
+    let value = parse_json(parameters)?;
+    let list = value
+        .get("serials")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| "parameter \"serials\" (a list) is missing".to_owned())?;
+    list.iter()
+        .map(|item| {
+            let text = match item {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                other => return Err(format!("{other} is not a serial number")),
+            };
+            text.parse::<Serial>().map_err(|e| e.to_string())
+        })
+        .collect()
+}
