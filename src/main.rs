@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate};
+use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate, task};
 
 #[derive(Debug, Parser)]
 #[command(name = "sunfleet", version, about = "Monitoring for microinverter PV fleets", long_about = None)]
@@ -30,6 +30,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Certificate tools: fleet CA, server and gateway certificates.
     Cert(cert::CertArgs),
+    /// Remote tasks for gateways: queue one, list a gateway's.
+    Task(task::TaskArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),
         Command::Cert(args) => cert::run(args),
+        Command::Task(args) => task::run(args),
     };
     match result {
         Ok(code) => code,
@@ -66,3 +69,6 @@ fn not_built(command: &str, issue: &str) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::from(EXIT_NOT_BUILT))
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod parquet_layout;
+mod quic;
 mod store;
 
 use std::time::Instant;
@@ -91,6 +92,47 @@ enum Workload {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// End-to-end durable ingest over QUIC: the server in its own process, every gateway of
+    /// a generated fleet on its own connection from this one, a fleet-day streamed as fast
+    /// as acks allow; readings/s, ack latency, server CPU-seconds per million readings.
+    QuicIngest {
+        #[arg(long, default_value_t = 10_000)]
+        gateways: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Batches each gateway may have unacknowledged.
+        #[arg(long, default_value_t = 4)]
+        window: usize,
+        /// Consecutive 5-minute uploads merged into one batch.
+        #[arg(long, default_value_t = 1)]
+        intervals_per_batch: usize,
+        #[arg(long, default_value_t = 256)]
+        connect_concurrency: usize,
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Server memory with idle gateway connections.
+    QuicIdle {
+        #[arg(long, default_value_t = 10_000)]
+        gateways: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 256)]
+        connect_concurrency: usize,
+        /// Seconds to hold the connections before measuring.
+        #[arg(long, default_value_t = 5)]
+        hold_seconds: u64,
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// (Internal) the server process of the QUIC workloads.
+    #[command(hide = true)]
+    QuicServer {
+        #[arg(long)]
+        data: std::path::PathBuf,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn say_line(line: std::fmt::Arguments<'_>) {
@@ -142,6 +184,35 @@ fn main() -> anyhow::Result<()> {
             persist_rows,
             dir,
         }),
+        Workload::QuicIngest {
+            gateways,
+            seed,
+            window,
+            intervals_per_batch,
+            connect_concurrency,
+            dir,
+        } => quic::run_ingest(quic::IngestOptions {
+            gateways,
+            seed,
+            window,
+            intervals_per_batch,
+            connect_concurrency,
+            dir,
+        }),
+        Workload::QuicIdle {
+            gateways,
+            seed,
+            connect_concurrency,
+            hold_seconds,
+            dir,
+        } => quic::run_idle(quic::IdleOptions {
+            gateways,
+            seed,
+            connect_concurrency,
+            hold_seconds,
+            dir,
+        }),
+        Workload::QuicServer { data, listen } => quic::serve(data, listen),
     }
 }
 
@@ -334,3 +405,6 @@ fn peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -107,7 +107,7 @@ fn wire_error(connection: &Connection, error: WireError) -> GatewayError {
 
 /// A client endpoint (one UDP socket) that many gateway connections can share.
 pub fn client_endpoint(bind: SocketAddr) -> Result<Endpoint, GatewayError> {
-    Endpoint::client(bind).map_err(|e| GatewayError::Quic(format!("binding {bind}: {e}")))
+    crate::endpoint(bind, None).map_err(|e| GatewayError::Quic(format!("binding {bind}: {e}")))
 }
 
 /// The QUIC client configuration of one gateway.

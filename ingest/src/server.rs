@@ -12,6 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quinn::{Connection, Endpoint, Incoming, VarInt};
@@ -19,7 +22,7 @@ use sunfleet_engine::Error as EngineError;
 use sunfleet_engine::ids::{BatchSeq, DeviceId, Serial};
 use sunfleet_engine::registry::{GatewaySession, Registry, TaskReport};
 use sunfleet_engine::store::Store;
-use sunfleet_engine::wal::PendingAppend;
+use sunfleet_engine::wal::{PendingAppend, WalSeq};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, watch};
 
 use crate::frame::{ErrorCode, Frame, TaskKind, TaskState};
@@ -213,11 +216,12 @@ impl IngestServer {
         // Bound what unaccepted connections may buffer.
         server_config.incoming_buffer_size(64 << 10);
         server_config.incoming_buffer_size_total(64 << 20);
-        let endpoint =
-            Endpoint::server(server_config, config.listen).map_err(|source| IngestError::Bind {
+        let endpoint = crate::endpoint(config.listen, Some(server_config)).map_err(|source| {
+            IngestError::Bind {
                 addr: config.listen,
                 source,
-            })?;
+            }
+        })?;
         let shared = Arc::new(Shared {
             budget: FrameBudget::new(config.frame_budget_bytes),
             config,
@@ -543,10 +547,11 @@ fn take_over(
         .map(|old| (old.connection, old.done))
 }
 
-/// A batch appended and not yet acknowledged (`pending` is `None` for a replay).
+/// A batch appended and not yet acknowledged (`durable` is `None` for a replay). Its
+/// share of the frame budget is released when it is acknowledged.
 struct InFlight {
     seq: u64,
-    pending: Option<PendingAppend>,
+    durable: Option<Durable>,
     _charge: Option<OwnedSemaphorePermit>,
 }
 
@@ -695,7 +700,7 @@ async fn read_frames(
                         "batch sequence numbers start at 1",
                     ));
                 }
-                let pending = if seq <= last_appended {
+                let durable = if seq <= last_appended {
                     shared
                         .counters
                         .batches_replayed
@@ -709,11 +714,11 @@ async fn read_frames(
                         .counters
                         .micro_readings_stored
                         .fetch_add(micro_rows, Ordering::Relaxed);
-                    Some(pending)
+                    Some(Box::pin(pending.durable()) as Durable)
                 };
                 let item = InFlight {
                     seq,
-                    pending,
+                    durable,
                     _charge: received.charge,
                 };
                 if in_flight.send(item).await.is_err() {
@@ -790,47 +795,85 @@ async fn record_task_result(
     Ok(())
 }
 
-/// Acknowledges batches in order, each once the engine says it is durable.
+/// The engine's promise for an appended batch.
+type Durable = Pin<Box<dyn Future<Output = Result<WalSeq, EngineError>> + Send>>;
+
+/// Polls once: the result if the batch is already durable.
+fn ready(durable: &mut Durable) -> Option<Result<WalSeq, EngineError>> {
+    let mut context = Context::from_waker(Waker::noop());
+    match durable.as_mut().poll(&mut context) {
+        Poll::Ready(result) => Some(result),
+        Poll::Pending => None,
+    }
+}
+
+/// Acknowledges batches in order, each once the engine says it is durable. Batches made
+/// durable by the same fsync are acknowledged by one Ack (acks are cumulative).
 async fn acknowledge(
     shared: Arc<Shared>,
     serial: Serial,
     mut in_flight: mpsc::Receiver<InFlight>,
     out: mpsc::Sender<Frame>,
 ) -> Result<(), Refusal> {
-    while let Some(item) = in_flight.recv().await {
-        if let Some(pending) = item.pending {
-            if let Err(error) = pending.durable().await {
-                tracing::error!(gateway = %serial, seq = item.seq, %error, "batch not stored");
-                return Err(Refusal::new(
-                    ErrorCode::Internal,
-                    format!("batch {} was not stored: {error}", item.seq),
-                ));
-            }
-            shared
-                .counters
-                .batches_stored
-                .fetch_add(1, Ordering::Relaxed);
+    let not_stored = |seq: u64, error: EngineError| {
+        tracing::error!(gateway = %serial, seq, %error, "batch not stored");
+        Refusal::new(
+            ErrorCode::Internal,
+            format!("batch {seq} was not stored: {error}"),
+        )
+    };
+    let mut highest_acked = 0u64;
+    let mut waiting: Option<InFlight> = None;
+    loop {
+        let item = match waiting.take() {
+            Some(item) => item,
+            None => match in_flight.recv().await {
+                Some(item) => item,
+                None => return Ok(()),
+            },
+        };
+        let mut acked = item.seq;
+        let mut stored = 0u64;
+        if let Some(durable) = item.durable {
+            durable.await.map_err(|e| not_stored(item.seq, e))?;
+            stored += 1;
         }
+        // Everything queued behind it that the same fsync already covered.
+        while let Ok(mut next) = in_flight.try_recv() {
+            match next.durable.as_mut().map(ready) {
+                None => acked = acked.max(next.seq),
+                Some(Some(Ok(_))) => {
+                    acked = acked.max(next.seq);
+                    stored += 1;
+                }
+                Some(Some(Err(error))) => return Err(not_stored(next.seq, error)),
+                Some(None) => {
+                    waiting = Some(next);
+                    break;
+                }
+            }
+        }
+        shared
+            .counters
+            .batches_stored
+            .fetch_add(stored, Ordering::Relaxed);
+        highest_acked = highest_acked.max(acked);
         {
             let mut sessions = shared.sessions();
             if let Some(session) = sessions.get_mut(&serial)
-                && item.seq > session.acked
+                && highest_acked > session.acked
             {
-                session.acked = item.seq;
+                session.acked = highest_acked;
                 session.dirty = true;
             }
         }
-        if out
+        // If the connection is gone the gateway learns the mark at its next Welcome.
+        let _ = out
             .send(Frame::Ack {
-                seq: BatchSeq(item.seq),
+                seq: BatchSeq(highest_acked),
             })
-            .await
-            .is_err()
-        {
-            // The connection is gone; the gateway learns the mark at its next Welcome.
-        }
+            .await;
     }
-    Ok(())
 }
 
 async fn write_frames(mut writer: FrameWriter, mut frames: mpsc::Receiver<Frame>) {

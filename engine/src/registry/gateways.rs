@@ -175,6 +175,22 @@ impl Registry {
             .map_err(sql_error(format!("reading task {id}")))
     }
 
+    /// A gateway's tasks, newest first.
+    pub fn tasks_of(&self, gateway: DeviceId, limit: usize) -> Result<Vec<GatewayTask>, Error> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM gateway_tasks WHERE gateway_id = ?1
+                  ORDER BY id DESC LIMIT ?2"
+            ))
+            .map_err(sql_error("listing a gateway's tasks"))?;
+        let rows = statement
+            .query_map(params![gateway.0, limit as i64], task_row)
+            .map_err(sql_error("listing a gateway's tasks"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql_error("listing a gateway's tasks"))
+    }
+
     /// Gateways with queued tasks.
     pub fn gateways_with_queued_tasks(&self) -> Result<Vec<DeviceId>, Error> {
         let connection = self.connection();
