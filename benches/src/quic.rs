@@ -49,11 +49,11 @@ pub fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
         let directory = DeviceDirectory::new();
         registry.load_directory(&directory)?;
         let store = Arc::new(Store::open(StoreConfig::new(&data), directory).await?);
-        let (identity, _) = ServerIdentity::load_or_create(&data.join("tls"), &["localhost".into()])?;
+        let (identity, _) =
+            ServerIdentity::load_or_create(&data.join("tls"), &["localhost".into()])?;
         let (stop_maintenance, stop_rx) = tokio::sync::watch::channel(false);
-        let maintenance = tokio::spawn(
-            Arc::clone(&store).run_maintenance(Duration::from_millis(500), stop_rx),
-        );
+        let maintenance =
+            tokio::spawn(Arc::clone(&store).run_maintenance(Duration::from_millis(500), stop_rx));
         let server = IngestServer::start(
             IngestConfig::new(listen),
             &identity,
@@ -126,14 +126,19 @@ impl ServerProcess {
 
     /// CPU seconds the server has used (user + system).
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name (which may hold spaces) end with ')'.
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())
             .unwrap_or_default();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
         (ticks(11) + ticks(12)) / self.clock_ticks
     }
@@ -240,8 +245,7 @@ async fn connect_all(
             tokio::spawn(async move {
                 let _permit = gate.acquire().await?;
                 anyhow::Ok(
-                    GatewayConnection::connect(&endpoint, server, config, serial, &options)
-                        .await?,
+                    GatewayConnection::connect(&endpoint, server, config, serial, &options).await?,
                 )
             })
         })
@@ -287,7 +291,8 @@ fn merge(batches: &[Arc<TelemetryBatch>]) -> TelemetryBatch {
         m.dc_voltage_mv.extend_from_slice(&b.micro.dc_voltage_mv);
         m.dc_current_ma.extend_from_slice(&b.micro.dc_current_ma);
         m.ac_voltage_mv.extend_from_slice(&b.micro.ac_voltage_mv);
-        m.ac_frequency_mhz.extend_from_slice(&b.micro.ac_frequency_mhz);
+        m.ac_frequency_mhz
+            .extend_from_slice(&b.micro.ac_frequency_mhz);
         m.temperature_c.extend_from_slice(&b.micro.temperature_c);
         m.status.extend_from_slice(&b.micro.status);
         merged.meters.extend_from_slice(&b.meters);
