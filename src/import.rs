@@ -363,10 +363,6 @@ impl Rejections {
     }
 }
 
-fn now_us() -> i64 {
-    Timestamp::now().as_microsecond()
-}
-
 pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -395,7 +391,7 @@ async fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         let mut batch = TelemetryBatch::new(
             Serial::new(0).context("serial 0")?,
             BatchSeq(index as u64 + 1),
-            now_us(),
+            sunfleet_engine::time::now_micros(),
         );
         for reading in chunk {
             batch.micro.push(*reading);
@@ -433,7 +429,7 @@ async fn import_days(
         .flexible(true)
         .from_path(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let today = CivilDate::of_timestamp(now_us()).add_days(1);
+    let today = CivilDate::of_timestamp(sunfleet_engine::time::now_micros()).add_days(1);
     let mut totals = Vec::new();
     let rejections = Rejections::collect(&mut reader, |row| {
         totals.push(parse_day_row(row, &columns, &data.directory, today)?);
@@ -476,7 +472,7 @@ fn read_file(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let now = now_us();
+    let now = sunfleet_engine::time::now_micros();
     let mut readings = Vec::new();
     let mut systems = BTreeSet::new();
     let rejections = Rejections::collect(&mut reader, |row| {

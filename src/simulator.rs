@@ -71,7 +71,7 @@ impl SimulatorConfig {
             server_name: "localhost".into(),
             ca,
             speed: 1.0,
-            start_us: sunfleet_ingest::server::now_us(),
+            start_us: sunfleet_engine::time::now_micros(),
             tick: Duration::from_secs(1),
             connect_concurrency: 256,
             reboot_pause: Duration::from_secs(2),
@@ -101,6 +101,27 @@ struct Counters {
     refused: AtomicU64,
     tasks_run: AtomicU64,
     dropped: AtomicU64,
+}
+
+impl Counters {
+    fn progress(&self, gateways: usize, clock: SimClock) -> Progress {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Progress {
+            gateways,
+            connected: self.connected.load(Ordering::Relaxed),
+            connections: load(&self.connections),
+            refused: load(&self.refused),
+            batches_sent: load(&self.batches_sent),
+            batches_acked: load(&self.batches_acked),
+            duplicates_sent: load(&self.duplicates_sent),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            readings_sent: load(&self.readings_sent),
+            readings_acked: load(&self.readings_acked),
+            tasks_run: load(&self.tasks_run),
+            dropped: load(&self.dropped),
+            sim_now_us: clock.now_us(),
+        }
+    }
 }
 
 /// What the simulator has done so far.
@@ -219,22 +240,7 @@ impl Simulator {
     }
 
     pub fn progress(&self) -> Progress {
-        let c = &self.counters;
-        Progress {
-            gateways: self.gateways.len(),
-            connected: c.connected.load(Ordering::Relaxed),
-            connections: c.connections.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            batches_sent: c.batches_sent.load(Ordering::Relaxed),
-            batches_acked: c.batches_acked.load(Ordering::Relaxed),
-            duplicates_sent: c.duplicates_sent.load(Ordering::Relaxed),
-            in_flight: c.in_flight.load(Ordering::Relaxed),
-            readings_sent: c.readings_sent.load(Ordering::Relaxed),
-            readings_acked: c.readings_acked.load(Ordering::Relaxed),
-            tasks_run: c.tasks_run.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            sim_now_us: self.clock.now_us(),
-        }
+        self.counters.progress(self.gateways.len(), self.clock)
     }
 
     /// Acts on a simulated system from outside.
@@ -252,8 +258,6 @@ impl Simulator {
     pub async fn stop(self, drain: Duration) -> Progress {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + drain;
-        let counters = Arc::clone(&self.counters);
-        let clock = self.clock;
         let count = self.gateways.len();
         for handle in self.gateways {
             let abort = handle.abort_handle();
@@ -261,16 +265,7 @@ impl Simulator {
                 abort.abort();
             }
         }
-        let mut progress = Self {
-            counters,
-            clock,
-            stop: watch::channel(true).0,
-            gateways: Vec::new(),
-            controls: HashMap::new(),
-        }
-        .progress();
-        progress.gateways = count;
-        progress
+        self.counters.progress(count, self.clock)
     }
 }
 

@@ -68,7 +68,7 @@ pub fn run(args: TaskArgs) -> anyhow::Result<ExitCode> {
             })?;
             serde_json::from_str::<serde_json::Value>(&parameters)
                 .with_context(|| format!("--parameters is not JSON: {parameters}"))?;
-            let now = sunfleet_ingest::server::now_us();
+            let now = sunfleet_engine::time::now_micros();
             let id = registry.queue_task(device, kind.name(), &parameters, None, now)?;
             println!("task {id} queued: {} for gateway {serial}", kind.name());
         }

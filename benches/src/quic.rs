@@ -171,20 +171,24 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A data folder with the fleet in its registry and a fleet CA.
-fn prepare(fleet: &Fleet, dir: &Path) -> anyhow::Result<FleetCa> {
+/// The generated fleet of `gateways` systems, written into a fresh data folder's registry,
+/// with a fleet CA there.
+fn prepare(gateways: u32, seed: u64, dir: &Path) -> anyhow::Result<(Fleet, FleetCa)> {
+    say!("machine: {}", machine_description());
+    let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
+    let fleet = Fleet::new(FleetConfig::new(seed, gateways, start, 1));
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let began = Instant::now();
     let registry = Registry::open(dir.join(REGISTRY))?;
-    sunfleet_fixtures::seed::seed_registry(&registry, fleet)?;
+    sunfleet_fixtures::seed::seed_registry(&registry, &fleet)?;
     say!(
         "registry: {} systems seeded in {:.1} s",
         fleet.system_count(),
         began.elapsed().as_secs_f64()
     );
     let (ca, _) = FleetCa::load_or_create(&dir.join("tls"))?;
-    Ok(ca)
+    Ok((fleet, ca))
 }
 
 /// Each gateway's QUIC client configuration, with a certificate of its own.
@@ -345,14 +349,11 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 pub fn run_ingest(options: IngestOptions) -> anyhow::Result<()> {
-    say!("machine: {}", machine_description());
-    let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
-    let fleet = Fleet::new(FleetConfig::new(options.seed, options.gateways, start, 1));
     let dir = options
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/bench-quic"));
-    let ca = prepare(&fleet, &dir)?;
+    let (fleet, ca) = prepare(options.gateways, options.seed, &dir)?;
     let days = fleet_day(&fleet, options.intervals_per_batch)?;
     let configs = gateway_configs(&fleet, &ca)?;
     let server = ServerProcess::start(&dir)?;
@@ -484,14 +485,11 @@ pub struct IdleOptions {
 }
 
 pub fn run_idle(options: IdleOptions) -> anyhow::Result<()> {
-    say!("machine: {}", machine_description());
-    let start = CivilDate::from_ymd(2026, 6, 1).context("start date")?;
-    let fleet = Fleet::new(FleetConfig::new(options.seed, options.gateways, start, 1));
     let dir = options
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/bench-quic-idle"));
-    let ca = prepare(&fleet, &dir)?;
+    let (fleet, ca) = prepare(options.gateways, options.seed, &dir)?;
     let configs = gateway_configs(&fleet, &ca)?;
     let server = ServerProcess::start(&dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -38,7 +38,7 @@ use crate::scan::{Systems, read_files};
 use crate::storage::{FileKind, ObjectStorage, StorageLocation, encode_parquet};
 use crate::tables::{SYSTEM_ID, TIME, Table};
 use crate::telemetry::TelemetryBatch;
-use crate::time::{CivilDate, MICROS_PER_DAY};
+use crate::time::{CivilDate, MICROS_PER_DAY, now_micros};
 use crate::wal::{PendingAppend, RecoveryReport, Wal, WalConfig, WalSeq};
 
 mod rollup_jobs;
@@ -704,12 +704,6 @@ pub fn compaction_inputs<'a>(
     } else {
         &[]
     }
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// `table/day=YYYY-MM-DD/NAME.parquet`: hive-style, so other engines see the day column.

@@ -18,6 +18,10 @@ use crate::frame::{ErrorCode, Frame, TaskKind, TaskState};
 use crate::tls::{self, CertifiedKey, TlsError};
 use crate::wire::{FrameReader, FrameWriter, WireError};
 
+/// How long a receiver waits, after the server's stream ends, for the connection's close
+/// reason.
+const STREAM_END_GRACE: Duration = Duration::from_secs(2);
+
 /// Who a gateway is and whom it trusts.
 #[derive(Debug, Clone)]
 pub struct GatewayIdentity {
@@ -271,7 +275,17 @@ impl GatewayReceiver {
             .await
             .map_err(|e| wire_error(&self.connection, e))?;
         let Some(received) = received else {
-            return Ok(None);
+            // The server ends its stream just before it closes the connection with a
+            // reason; wait a moment for that reason rather than report a clean end.
+            let closed = tokio::time::timeout(STREAM_END_GRACE, self.connection.closed()).await;
+            return match closed {
+                Ok(ConnectionError::ApplicationClosed(close))
+                    if close.error_code != quinn::VarInt::from_u32(0) =>
+                {
+                    Err(connection_error(ConnectionError::ApplicationClosed(close)))
+                }
+                _ => Ok(None),
+            };
         };
         Ok(Some(match received.frame {
             Frame::Ack { seq } => ServerMessage::Ack(seq),

@@ -15,13 +15,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use quinn::{Connection, Endpoint, Incoming, VarInt};
 use sunfleet_engine::Error as EngineError;
 use sunfleet_engine::ids::{BatchSeq, DeviceId, Serial};
 use sunfleet_engine::registry::{GatewaySession, Registry, TaskReport};
 use sunfleet_engine::store::Store;
+use sunfleet_engine::time::now_micros;
 use sunfleet_engine::wal::{PendingAppend, WalSeq};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, watch};
 
@@ -177,12 +178,6 @@ pub struct IngestServer {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
-}
-
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 fn transport_config(config: &IngestConfig) -> Result<quinn::TransportConfig, IngestError> {
@@ -595,7 +590,7 @@ async fn run_session(
                 .ok_or_else(|| Refusal::new(ErrorCode::Internal, "session vanished"))?;
             session.firmware = firmware;
             session.software_version = software_version;
-            session.last_connected_us = now_us();
+            session.last_connected_us = now_micros();
             session.dirty = true;
             session.acked
         }
@@ -783,7 +778,7 @@ async fn record_task_result(
     };
     let registry = Arc::clone(&shared.registry);
     let recorded = tokio::task::spawn_blocking(move || {
-        registry.record_task_progress(gateway, id as i64, report, &message, now_us())
+        registry.record_task_progress(gateway, id as i64, report, &message, now_micros())
     })
     .await
     .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
@@ -898,7 +893,7 @@ async fn send_tasks(
     loop {
         let registry = Arc::clone(&shared.registry);
         let taken = tokio::task::spawn_blocking(move || {
-            registry.take_tasks_to_send(gateway, include_unfinished, now_us())
+            registry.take_tasks_to_send(gateway, include_unfinished, now_micros())
         })
         .await;
         match taken {

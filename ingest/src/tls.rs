@@ -66,11 +66,23 @@ impl CertifiedKey {
         write_file(&dir.join(format!("{stem}.key")), &self.key_pem, true)
     }
 
+    /// Reads `<stem>.pem` and `<stem>.key`, checking that both parse.
     pub fn load(dir: &Path, stem: &str) -> Result<Self, TlsError> {
-        Ok(Self {
-            cert_pem: read_file(&dir.join(format!("{stem}.pem")))?,
-            key_pem: read_file(&dir.join(format!("{stem}.key")))?,
-        })
+        let cert_path = dir.join(format!("{stem}.pem"));
+        let key_path = dir.join(format!("{stem}.key"));
+        let loaded = Self {
+            cert_pem: read_file(&cert_path)?,
+            key_pem: read_file(&key_path)?,
+        };
+        loaded.chain().map_err(|_| TlsError::Pem {
+            path: cert_path,
+            what: "certificate",
+        })?;
+        loaded.private_key().map_err(|_| TlsError::Pem {
+            path: key_path,
+            what: "private key",
+        })?;
+        Ok(loaded)
     }
 
     fn chain(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -112,9 +112,15 @@ impl Stack {
         self.store.read(&request).await.unwrap()
     }
 
-    /// The newest microinverter reading of `serial` after `after_us`: (energy_j, status).
-    async fn reading_after(&self, serial: Serial, after_us: i64) -> Option<(u32, u16)> {
-        let rows = self.rows(Table::Readings).await;
+    /// The rows of `table` for this system and the index of `serial`'s newest row after
+    /// `after_us`.
+    async fn newest_row(
+        &self,
+        table: Table,
+        serial: Serial,
+        after_us: i64,
+    ) -> Option<(RecordBatch, usize)> {
+        let rows = self.rows(table).await;
         let serials = rows
             .column_by_name("serial")
             .unwrap()
@@ -123,6 +129,15 @@ impl Stack {
             .column_by_name("time")
             .unwrap()
             .as_primitive::<TimestampMicrosecondType>();
+        let newest = (0..rows.num_rows())
+            .filter(|&i| serials.value(i) == serial.value() && times.value(i) > after_us)
+            .max_by_key(|&i| times.value(i))?;
+        Some((rows, newest))
+    }
+
+    /// The newest microinverter reading of `serial` after `after_us`: (energy_j, status).
+    async fn reading_after(&self, serial: Serial, after_us: i64) -> Option<(u32, u16)> {
+        let (rows, i) = self.newest_row(Table::Readings, serial, after_us).await?;
         let energy = rows
             .column_by_name("energy_j")
             .unwrap()
@@ -131,31 +146,19 @@ impl Stack {
             .column_by_name("status")
             .unwrap()
             .as_primitive::<UInt16Type>();
-        (0..rows.num_rows())
-            .filter(|&i| serials.value(i) == serial.value() && times.value(i) > after_us)
-            .max_by_key(|&i| times.value(i))
-            .map(|i| (energy.value(i), status.value(i)))
+        Some((energy.value(i), status.value(i)))
     }
 
-    /// The newest consumption meter reading's `meter_kind` after `after_us`.
+    /// The newest meter reading's `meter_kind` after `after_us`.
     async fn meter_kind_after(&self, serial: Serial, after_us: i64) -> Option<u8> {
-        let rows = self.rows(Table::MeterReadings).await;
-        let serials = rows
-            .column_by_name("serial")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let times = rows
-            .column_by_name("time")
-            .unwrap()
-            .as_primitive::<TimestampMicrosecondType>();
+        let (rows, i) = self
+            .newest_row(Table::MeterReadings, serial, after_us)
+            .await?;
         let kinds = rows
             .column_by_name("meter_kind")
             .unwrap()
             .as_primitive::<UInt8Type>();
-        (0..rows.num_rows())
-            .filter(|&i| serials.value(i) == serial.value() && times.value(i) > after_us)
-            .max_by_key(|&i| times.value(i))
-            .map(|i| kinds.value(i))
+        Some(kinds.value(i))
     }
 
     /// Whether a cleared event of `kind` was stored for `serial`.

@@ -5,3 +5,4 @@ mod frame;
 mod harness;
 mod server;
 mod tasks;
+mod tls;
