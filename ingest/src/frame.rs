@@ -165,6 +165,20 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// The frame's name, for messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "Hello",
+            Frame::Welcome { .. } => "Welcome",
+            Frame::Batch(_) => "Batch",
+            Frame::Ack { .. } => "Ack",
+            Frame::Task { .. } => "Task",
+            Frame::TaskResult { .. } => "TaskResult",
+            Frame::Heartbeat { .. } => "Heartbeat",
+            Frame::Error { .. } => "Error",
+        }
+    }
+
     fn kind(&self) -> u8 {
         match self {
             Frame::Hello { .. } => 1,

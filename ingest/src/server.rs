@@ -597,7 +597,7 @@ async fn run_session(
         Some(other) => {
             return Err(Refusal::new(
                 ErrorCode::HelloExpected,
-                format!("first frame was {}, not Hello", frame_name(&other)),
+                format!("first frame was {}, not Hello", other.name()),
             ));
         }
         None => return Ok(()),
@@ -733,7 +733,7 @@ async fn read_frames(
             other => {
                 return Err(Refusal::new(
                     ErrorCode::UnexpectedFrame,
-                    format!("{} is not a frame a gateway sends here", frame_name(&other)),
+                    format!("{} is not a frame a gateway sends here", other.name()),
                 ));
             }
         }
@@ -745,13 +745,8 @@ async fn append(
     shared: &Shared,
     batch: sunfleet_engine::telemetry::TelemetryBatch,
 ) -> Result<PendingAppend, Refusal> {
-    let mut batch = Some(batch);
     loop {
-        let rows = shared.store.buffered_rows();
-        if rows < shared.store.config().max_buffered_rows {
-            let Some(batch) = batch.take() else {
-                return Err(Refusal::new(ErrorCode::Internal, "batch lost"));
-            };
+        if shared.store.buffered_rows() < shared.store.config().max_buffered_rows {
             return shared.store.append(batch).map_err(|e| match e {
                 EngineError::BufferFull { .. } => {
                     Refusal::new(ErrorCode::Overloaded, e.to_string())
@@ -1008,17 +1003,4 @@ async fn save_sessions(shared: &Arc<Shared>) -> Result<(), IngestError> {
         return Err(error.into());
     }
     Ok(())
-}
-
-fn frame_name(frame: &Frame) -> &'static str {
-    match frame {
-        Frame::Hello { .. } => "Hello",
-        Frame::Welcome { .. } => "Welcome",
-        Frame::Batch(_) => "Batch",
-        Frame::Ack { .. } => "Ack",
-        Frame::Task { .. } => "Task",
-        Frame::TaskResult { .. } => "TaskResult",
-        Frame::Heartbeat { .. } => "Heartbeat",
-        Frame::Error { .. } => "Error",
-    }
 }
