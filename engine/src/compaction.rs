@@ -16,7 +16,7 @@ use roaring::RoaringBitmap;
 use crate::Error;
 use crate::dedup::sort_dedup;
 use crate::manifest::{FileEntry, FileStats};
-use crate::scan::{OpenFile, Systems};
+use crate::scan::{OpenFile, Systems, system_ranges};
 use crate::storage::{FileKind, ObjectStorage, writer_properties};
 use crate::tables::Table;
 
@@ -45,7 +45,8 @@ pub async fn merge_files(
     )
     .map_err(parquet_error(format!("starting {output_path}")))?;
     let mut stats = FileStats::default();
-    for (low, high) in system_ranges(inputs, chunk_rows) {
+    let parts: Vec<(&RoaringBitmap, u64)> = inputs.iter().map(|f| (&f.systems, f.rows)).collect();
+    for (low, high) in system_ranges(&parts, chunk_rows) {
         let mut batches = Vec::new();
         for input in &opened {
             input
@@ -75,62 +76,4 @@ pub async fn merge_files(
         .size;
     storage.make_durable(output_path).await?;
     Ok(stats)
-}
-
-/// Splits the day's systems into ascending ranges of about `chunk_rows` rows each,
-/// estimating a file's rows per system as its rows over its systems.
-fn system_ranges(inputs: &[FileEntry], chunk_rows: usize) -> Vec<(u32, u32)> {
-    let mut all = RoaringBitmap::new();
-    for input in inputs {
-        all |= &input.systems;
-    }
-    let mut ranges = Vec::new();
-    let mut start: Option<u32> = None;
-    let mut estimate = 0.0_f64;
-    for system in &all {
-        start.get_or_insert(system);
-        estimate += inputs
-            .iter()
-            .filter(|f| f.systems.contains(system))
-            .map(|f| f.rows as f64 / f.systems.len().max(1) as f64)
-            .sum::<f64>();
-        if estimate >= chunk_rows as f64 {
-            ranges.extend(start.take().map(|low| (low, system)));
-            estimate = 0.0;
-        }
-    }
-    if let (Some(low), Some(high)) = (start, all.max()) {
-        ranges.push((low, high));
-    }
-    ranges
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::time::CivilDate;
-
-    fn entry(systems: &[u32], rows: u64) -> FileEntry {
-        FileEntry {
-            table: Table::Readings,
-            day: CivilDate::from_days_since_epoch(0),
-            path: String::new(),
-            generation: 1,
-            rows,
-            bytes: 0,
-            min_time_us: 0,
-            max_time_us: 0,
-            systems: systems.iter().copied().collect(),
-            devices: RoaringBitmap::new(),
-        }
-    }
-
-    #[test]
-    fn ranges_cover_every_system_once_in_order() {
-        let inputs = [entry(&[1, 2, 3, 4, 5, 6], 600), entry(&[4, 5, 6, 9], 40)];
-        let ranges = system_ranges(&inputs, 250);
-        assert_eq!(ranges, vec![(1, 3), (4, 6), (9, 9)]);
-        assert_eq!(system_ranges(&inputs, 1_000_000), vec![(1, 9)]);
-        assert!(system_ranges(&[], 10).is_empty());
-    }
 }

@@ -14,9 +14,10 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use roaring::RoaringBitmap;
 
 use crate::Error;
+use crate::dedup::sort_dedup;
 use crate::manifest::FileEntry;
 use crate::storage::{ObjectReader, ObjectStorage};
-use crate::tables::SYSTEM_ID;
+use crate::tables::{SYSTEM_ID, Table};
 
 /// Which systems to read.
 #[derive(Debug, Clone, Copy)]
@@ -183,4 +184,189 @@ pub async fn read_files(
             .await?;
     }
     Ok(out)
+}
+
+/// Splits the systems of several sources — each given as (its systems, its rows) — into
+/// ascending ranges of about `chunk_rows` rows each, estimating a source's rows per system
+/// as its rows over its systems.
+pub fn system_ranges(parts: &[(&RoaringBitmap, u64)], chunk_rows: usize) -> Vec<(u32, u32)> {
+    let mut all = RoaringBitmap::new();
+    for (systems, _) in parts {
+        all |= *systems;
+    }
+    let mut ranges = Vec::new();
+    let mut start: Option<u32> = None;
+    let mut estimate = 0.0_f64;
+    for system in &all {
+        start.get_or_insert(system);
+        estimate += parts
+            .iter()
+            .filter(|(systems, _)| systems.contains(system))
+            .map(|(systems, rows)| *rows as f64 / systems.len().max(1) as f64)
+            .sum::<f64>();
+        if estimate >= chunk_rows as f64 {
+            ranges.extend(start.take().map(|low| (low, system)));
+            estimate = 0.0;
+        }
+    }
+    if let (Some(low), Some(high)) = (start, all.max()) {
+        ranges.push((low, high));
+    }
+    ranges
+}
+
+/// The rows of one UTC day held by several sources — files (oldest generation first) and
+/// then buffered batches (oldest first) — merged: sorted into storage order, the latest
+/// ingest of a key kept. The day is read a range of systems at a time, so memory holds
+/// about `chunk_rows` rows whatever the day's size.
+pub struct MergedDay {
+    storage: ObjectStorage,
+    table: Table,
+    files: Vec<OpenFile>,
+    buffered: Vec<RecordBatch>,
+    wanted: Option<RoaringBitmap>,
+    ranges: std::vec::IntoIter<(u32, u32)>,
+}
+
+impl MergedDay {
+    /// Opens the day's files (their footers) and plans the system ranges. With `wanted`,
+    /// only those systems are read.
+    pub async fn open(
+        storage: &ObjectStorage,
+        table: Table,
+        files: &[FileEntry],
+        buffered: Vec<RecordBatch>,
+        wanted: Option<RoaringBitmap>,
+        chunk_rows: usize,
+    ) -> Result<Self, Error> {
+        let buffered_systems = buffered
+            .iter()
+            .map(|batch| {
+                Ok((
+                    system_ids(table, batch)?.values().iter().copied().collect(),
+                    batch.num_rows() as u64,
+                ))
+            })
+            .collect::<Result<Vec<(RoaringBitmap, u64)>, Error>>()?;
+        let restrict = |systems: &RoaringBitmap| match &wanted {
+            Some(wanted) => systems & wanted,
+            None => systems.clone(),
+        };
+        let sources: Vec<(RoaringBitmap, u64)> = files
+            .iter()
+            .map(|f| (restrict(&f.systems), f.rows))
+            .chain(
+                buffered_systems
+                    .iter()
+                    .map(|(s, rows)| (restrict(s), *rows)),
+            )
+            .collect();
+        let parts: Vec<(&RoaringBitmap, u64)> =
+            sources.iter().map(|(s, rows)| (s, *rows)).collect();
+        let ranges = system_ranges(&parts, chunk_rows);
+        let mut opened = Vec::new();
+        for (entry, (systems, _)) in files.iter().zip(&sources) {
+            if !systems.is_empty() {
+                opened.push(OpenFile::open(storage, entry).await?);
+            }
+        }
+        Ok(Self {
+            storage: storage.clone(),
+            table,
+            files: opened,
+            buffered,
+            wanted,
+            ranges: ranges.into_iter(),
+        })
+    }
+
+    /// The next range's rows, merged; `None` once the day is done. A range may yield no
+    /// rows.
+    pub async fn next_chunk(&mut self) -> Result<Option<RecordBatch>, Error> {
+        let Some((low, high)) = self.ranges.next() else {
+            return Ok(None);
+        };
+        let keep = |system: u32| {
+            (low..=high).contains(&system)
+                && self.wanted.as_ref().is_none_or(|w| w.contains(system))
+        };
+        let mut batches = Vec::new();
+        for file in &self.files {
+            let mut rows = Vec::new();
+            file.read(&self.storage, Systems::Range(low, high), &mut rows)
+                .await?;
+            if self.wanted.is_none() {
+                batches.extend(rows);
+                continue;
+            }
+            for batch in rows {
+                batches.push(filter_systems(self.table, &batch, keep)?);
+            }
+        }
+        for batch in &self.buffered {
+            batches.push(filter_systems(self.table, batch, keep)?);
+        }
+        let table = self.table;
+        let merged = tokio::task::spawn_blocking(move || sort_dedup(table, &batches))
+            .await
+            .map_err(crate::store::join_error)??;
+        Ok(Some(merged))
+    }
+}
+
+fn system_ids(table: Table, batch: &RecordBatch) -> Result<&UInt32Array, Error> {
+    batch
+        .column_by_name(SYSTEM_ID)
+        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+        .ok_or_else(|| Error::Schema {
+            table: table.name(),
+            reason: "system_id missing".to_owned(),
+        })
+}
+
+fn filter_systems(
+    table: Table,
+    batch: &RecordBatch,
+    keep: impl Fn(u32) -> bool,
+) -> Result<RecordBatch, Error> {
+    let mask: BooleanArray = system_ids(table, batch)?
+        .values()
+        .iter()
+        .map(|&s| Some(keep(s)))
+        .collect();
+    filter_record_batch(batch, &mask).map_err(|source| Error::Arrow {
+        context: format!("filtering {table} by system"),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::CivilDate;
+
+    fn entry(systems: &[u32], rows: u64) -> FileEntry {
+        FileEntry {
+            table: Table::Readings,
+            day: CivilDate::from_days_since_epoch(0),
+            path: String::new(),
+            generation: 1,
+            rows,
+            bytes: 0,
+            min_time_us: 0,
+            max_time_us: 0,
+            systems: systems.iter().copied().collect(),
+            devices: RoaringBitmap::new(),
+        }
+    }
+
+    #[test]
+    fn ranges_cover_every_system_once_in_order() {
+        let inputs = [entry(&[1, 2, 3, 4, 5, 6], 600), entry(&[4, 5, 6, 9], 40)];
+        let parts: Vec<(&RoaringBitmap, u64)> =
+            inputs.iter().map(|f| (&f.systems, f.rows)).collect();
+        assert_eq!(system_ranges(&parts, 250), vec![(1, 3), (4, 6), (9, 9)]);
+        assert_eq!(system_ranges(&parts, 1_000_000), vec![(1, 9)]);
+        assert!(system_ranges(&[], 10).is_empty());
+    }
 }

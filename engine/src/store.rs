@@ -15,7 +15,7 @@
 //! Persist, compaction and retention take turns (one maintenance lock); appends and reads
 //! go on meanwhile.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -140,8 +140,54 @@ pub struct ReadSnapshot {
     pub manifest: Arc<Manifest>,
     /// Files that may hold rows of the request, by generation.
     pub files: Vec<FileEntry>,
-    /// Buffered rows of the request's days (not filtered further), oldest first.
+    /// Buffered rows of the request's days (not filtered further), each with its UTC day,
+    /// oldest first.
+    pub buffered: Vec<(CivilDate, RecordBatch)>,
+}
+
+impl ReadSnapshot {
+    /// The snapshot's sources grouped by UTC day, in day order.
+    pub fn days(&self) -> Vec<DayParts> {
+        let mut days: BTreeMap<CivilDate, DayParts> = BTreeMap::new();
+        let part = |day: CivilDate| DayParts {
+            day,
+            files: Vec::new(),
+            buffered: Vec::new(),
+        };
+        for file in &self.files {
+            days.entry(file.day)
+                .or_insert_with(|| part(file.day))
+                .files
+                .push(file.clone());
+        }
+        for (day, batch) in &self.buffered {
+            days.entry(*day)
+                .or_insert_with(|| part(*day))
+                .buffered
+                .push(batch.clone());
+        }
+        days.into_values().collect()
+    }
+}
+
+/// One UTC day of a [`ReadSnapshot`]: the files (oldest generation first) and buffered
+/// batches (oldest first) that may hold its rows.
+#[derive(Debug, Clone)]
+pub struct DayParts {
+    pub day: CivilDate,
+    pub files: Vec<FileEntry>,
     pub buffered: Vec<RecordBatch>,
+}
+
+impl DayParts {
+    /// The file that alone holds the day, if there is one: every stored file is sorted and
+    /// duplicate-free, so such a day can be scanned as it is, without merging.
+    pub fn sole_file(&self) -> Option<&FileEntry> {
+        match (self.files.as_slice(), self.buffered.is_empty()) {
+            ([file], true) => Some(file),
+            _ => None,
+        }
+    }
 }
 
 /// What [`Store::persist`] did.
@@ -335,14 +381,9 @@ impl Store {
             request.end_us,
             request.systems.as_ref(),
         );
-        let mut buffered: Vec<RecordBatch> = Vec::new();
+        let mut buffered = Vec::new();
         for buffer in state.frozen.iter().map(|f| &**f).chain([&state.active]) {
-            buffered.extend(
-                buffer
-                    .batches(request.table, first, last)
-                    .into_iter()
-                    .map(|(_, b)| b),
-            );
+            buffered.extend(buffer.batches(request.table, first, last));
         }
         ReadSnapshot {
             manifest,
@@ -360,7 +401,7 @@ impl Store {
             None => Systems::All,
         };
         let mut batches = read_files(&self.storage, &snapshot.files, systems).await?;
-        batches.extend(snapshot.buffered);
+        batches.extend(snapshot.buffered.into_iter().map(|(_, batch)| batch));
         let table = request.table;
         let rows = tokio::task::spawn_blocking(move || sort_dedup(table, &batches))
             .await

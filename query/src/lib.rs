@@ -1,1 +1,23 @@
-//! placeholder
+//! `sunfleet-query`: every number an installer or analyst sees comes from here.
+//!
+//! - [`telemetry`], [`registry`]: the engine's telemetry and the registry as DataFusion
+//!   tables; a reading is visible the moment its append is acknowledged.
+//! - [`bounds`]: what a scan's filters say about the days and systems it needs.
+//! - [`scope`], [`catalog`]: who may see which systems, and sessions whose every table is
+//!   filtered by that.
+//! - [`engine`]: the query runtime, limits, and analyst SQL; [`output`]: JSON, CSV and
+//!   Arrow IPC results.
+
+pub mod bounds;
+pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod output;
+pub mod registry;
+pub mod scope;
+pub mod telemetry;
+
+pub use engine::{QueryConfig, QueryEngine, SqlAnswer};
+pub use error::QueryError;
+pub use output::ResultFormat;
+pub use scope::Scope;

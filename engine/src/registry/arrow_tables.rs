@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
 use super::{Registry, sql_error};
@@ -38,43 +39,80 @@ enum Column {
     Text(StringBuilder),
 }
 
+/// A column as SQLite declares it.
+struct Declared {
+    name: String,
+    sql_type: String,
+    not_null: bool,
+}
+
+impl Declared {
+    fn field(&self) -> Field {
+        let data_type = match self.sql_type.to_ascii_uppercase().as_str() {
+            "INTEGER" => DataType::Int64,
+            "REAL" => DataType::Float64,
+            _ => DataType::Utf8,
+        };
+        // An INTEGER PRIMARY KEY is never NULL though SQLite does not declare it so.
+        Field::new(&self.name, data_type, !self.not_null && self.name != "id")
+    }
+
+    fn builder(&self) -> Column {
+        match self.field().data_type() {
+            DataType::Int64 => Column::Integer(Int64Builder::new()),
+            DataType::Float64 => Column::Real(Float64Builder::new()),
+            _ => Column::Text(StringBuilder::new()),
+        }
+    }
+}
+
+fn declared_columns(connection: &Connection, table: &str) -> Result<Vec<Declared>, Error> {
+    if !SQL_TABLES.contains(&table) {
+        return Err(Error::UnknownTable {
+            name: table.to_owned(),
+        });
+    }
+    let context = || format!("reading the columns of {table}");
+    let mut info = connection
+        .prepare(&format!("PRAGMA table_info({table})"))
+        .map_err(sql_error(context()))?;
+    let declared: Vec<Declared> = info
+        .query_map([], |row| {
+            Ok(Declared {
+                name: row.get(1)?,
+                sql_type: row.get(2)?,
+                not_null: row.get::<_, i64>(3)? != 0,
+            })
+        })
+        .map_err(sql_error(context()))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error(context()))?;
+    Ok(declared
+        .into_iter()
+        .filter(|c| !HIDDEN_COLUMNS.contains(&c.name.as_str()))
+        .collect())
+}
+
 impl Registry {
+    /// The Arrow schema of a registry table (one of [`SQL_TABLES`]).
+    pub fn table_schema(&self, table: &str) -> Result<SchemaRef, Error> {
+        self.read(|connection| {
+            let fields: Vec<Field> = declared_columns(connection, table)?
+                .iter()
+                .map(Declared::field)
+                .collect();
+            Ok(Arc::new(Schema::new(fields)))
+        })
+    }
+
     /// A registry table (one of [`SQL_TABLES`]) as one Arrow batch.
     pub fn table_batch(&self, table: &str) -> Result<RecordBatch, Error> {
-        if !SQL_TABLES.contains(&table) {
-            return Err(Error::UnknownTable {
-                name: table.to_owned(),
-            });
-        }
         self.read(|connection| {
             let context = || format!("reading {table}");
-            let mut info = connection
-                .prepare(&format!("PRAGMA table_info({table})"))
-                .map_err(sql_error(context()))?;
-            let declared: Vec<(String, String, bool)> = info
-                .query_map([], |row| {
-                    Ok((row.get(1)?, row.get(2)?, row.get::<_, i64>(3)? != 0))
-                })
-                .map_err(sql_error(context()))?
-                .collect::<Result<_, _>>()
-                .map_err(sql_error(context()))?;
-            let declared: Vec<_> = declared
-                .into_iter()
-                .filter(|(name, _, _)| !HIDDEN_COLUMNS.contains(&name.as_str()))
-                .collect();
-            let mut fields = Vec::new();
-            let mut columns = Vec::new();
-            for (name, sql_type, not_null) in &declared {
-                let (data_type, column) = match sql_type.to_ascii_uppercase().as_str() {
-                    "INTEGER" => (DataType::Int64, Column::Integer(Int64Builder::new())),
-                    "REAL" => (DataType::Float64, Column::Real(Float64Builder::new())),
-                    _ => (DataType::Utf8, Column::Text(StringBuilder::new())),
-                };
-                // An INTEGER PRIMARY KEY is never NULL though SQLite does not declare it so.
-                fields.push(Field::new(name, data_type, !*not_null && name != "id"));
-                columns.push(column);
-            }
-            let names: Vec<&str> = declared.iter().map(|(n, _, _)| n.as_str()).collect();
+            let declared = declared_columns(connection, table)?;
+            let fields: Vec<Field> = declared.iter().map(Declared::field).collect();
+            let mut columns: Vec<Column> = declared.iter().map(Declared::builder).collect();
+            let names: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
             let mut select = connection
                 .prepare(&format!(
                     "SELECT {} FROM {table} ORDER BY rowid",

@@ -9,6 +9,7 @@
 //! power loss. Serial → device lookups for the write path are served from memory
 //! ([`Registry::load_directory`] fills a [`DeviceDirectory`]).
 
+mod access;
 mod arrow_tables;
 mod gateways;
 pub mod records;

@@ -1,0 +1,204 @@
+//! The query engine: DataFusion sessions over the store and the registry, run on their own
+//! threads (so a heavy query never slows ingest), under a memory pool that spills to disk,
+//! a time limit and caps on the size of a result.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use sunfleet_engine::registry::Registry;
+use sunfleet_engine::store::Store;
+use url::Url;
+
+use crate::QueryError;
+use crate::catalog::Tables;
+use crate::scope::Scope;
+use crate::telemetry::STORE_URL;
+
+/// Limits and resources of the query engine.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// Threads of the query runtime (and DataFusion's target partitions).
+    pub threads: usize,
+    /// Memory all running queries may hold before operators spill or fail.
+    pub memory_limit_bytes: usize,
+    /// Where spilled data goes (a folder inside the data folder).
+    pub spill_dir: PathBuf,
+    /// A query running longer is stopped.
+    pub timeout: Duration,
+    pub max_result_rows: u64,
+    pub max_result_bytes: u64,
+}
+
+impl QueryConfig {
+    pub fn new(spill_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_limit_bytes: 2 << 30,
+            spill_dir: spill_dir.into(),
+            timeout: Duration::from_secs(60),
+            max_result_rows: 1_000_000,
+            max_result_bytes: 256 << 20,
+        }
+    }
+}
+
+/// A finished query's result.
+#[derive(Debug, Clone)]
+pub struct SqlAnswer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl SqlAnswer {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Runs queries. Dropping it stops its threads.
+pub struct QueryEngine {
+    runtime: Option<tokio::runtime::Runtime>,
+    env: Arc<RuntimeEnv>,
+    tables: Arc<Tables>,
+    config: QueryConfig,
+}
+
+impl QueryEngine {
+    pub fn start(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        config: QueryConfig,
+    ) -> Result<Self, QueryError> {
+        let runtime_error = |e: std::io::Error| QueryError::Runtime {
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(&config.spill_dir).map_err(runtime_error)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("query")
+            .enable_all()
+            .build()
+            .map_err(runtime_error)?;
+        let env = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes)))
+            .with_temp_file_path(config.spill_dir.clone())
+            .build_arc()?;
+        let url = Url::parse(STORE_URL).map_err(|e| QueryError::Runtime {
+            message: e.to_string(),
+        })?;
+        env.register_object_store(&url, store.storage().store());
+        let tables = Arc::new(Tables::new(&store, &registry)?);
+        Ok(Self {
+            runtime: Some(runtime),
+            env,
+            tables,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// A DataFusion session showing what `scope` may see. Sessions are cheap; make one per
+    /// request or per connection.
+    pub fn session(&self, scope: &Scope) -> Result<SessionContext, QueryError> {
+        let config = SessionConfig::new()
+            .with_target_partitions(self.config.threads.max(1))
+            .with_information_schema(true);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.env))
+            .with_default_features()
+            .build();
+        let context = SessionContext::new_with_state(state);
+        self.tables.register(&context, scope)?;
+        Ok(context)
+    }
+
+    /// Runs one SQL query for `scope` on the query threads, within the time limit and the
+    /// result caps. Statements that would write, create or configure anything are refused.
+    pub async fn sql(&self, scope: &Scope, sql: &str) -> Result<SqlAnswer, QueryError> {
+        let context = self.session(scope)?;
+        let sql = sql.to_owned();
+        let (max_rows, max_bytes) = (self.config.max_result_rows, self.config.max_result_bytes);
+        let timeout = self.config.timeout;
+        let run = async move {
+            let plan = context.state().create_logical_plan(&sql).await?;
+            if let Err(refusal) = read_only().verify_plan(&plan) {
+                return Err(QueryError::Refused {
+                    reason: refusal.message().to_string(),
+                });
+            }
+            let frame = context.execute_logical_plan(plan).await?;
+            let schema = Arc::clone(frame.schema().inner());
+            let mut stream = frame.execute_stream().await?;
+            let (mut rows, mut bytes) = (0u64, 0u64);
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                bytes += batch.get_array_memory_size() as u64;
+                if rows > max_rows {
+                    return Err(QueryError::ResultTooLarge {
+                        limit: max_rows,
+                        unit: "rows",
+                    });
+                }
+                if bytes > max_bytes {
+                    return Err(QueryError::ResultTooLarge {
+                        limit: max_bytes,
+                        unit: "bytes",
+                    });
+                }
+                batches.push(batch);
+            }
+            Ok(SqlAnswer { schema, batches })
+        };
+        let handle = self.handle()?.spawn(async move {
+            tokio::time::timeout(timeout, run)
+                .await
+                .unwrap_or(Err(QueryError::Timeout {
+                    seconds: timeout.as_secs(),
+                }))
+        });
+        handle.await.map_err(|e| QueryError::Runtime {
+            message: e.to_string(),
+        })?
+    }
+
+    fn handle(&self) -> Result<&tokio::runtime::Handle, QueryError> {
+        self.runtime
+            .as_ref()
+            .map(tokio::runtime::Runtime::handle)
+            .ok_or_else(|| QueryError::Runtime {
+                message: "the query engine is stopped".to_owned(),
+            })
+    }
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which is not allowed inside another runtime.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Queries only: no DDL (`CREATE EXTERNAL TABLE … LOCATION`), no DML (`COPY … TO`,
+/// `INSERT`), no statements (`SET`).
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}

@@ -1,0 +1,59 @@
+//! Who is asking, as far as data goes: the systems a principal may see. Every table a
+//! session offers is filtered by it (see [`crate::catalog`]), whatever the SQL.
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use sunfleet_engine::registry::Registry;
+
+use crate::QueryError;
+
+/// The rows a principal may see.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scope {
+    /// Everything: platform administrators and the operator's own command line.
+    Fleet,
+    /// A company's members: the systems it installed or was granted, its own users, and
+    /// the companies behind those systems.
+    Company {
+        company_id: i64,
+        systems: Arc<RoaringBitmap>,
+        /// This company and the installers of systems it was granted.
+        companies: Arc<Vec<i64>>,
+    },
+    /// A system owner: their systems, nothing about other people.
+    Owner {
+        owner_id: i64,
+        systems: Arc<RoaringBitmap>,
+    },
+}
+
+impl Scope {
+    /// The scope of a company's members at `now_us` (grants expire).
+    pub fn of_company(
+        registry: &Registry,
+        company_id: i64,
+        now_us: i64,
+    ) -> Result<Self, QueryError> {
+        Ok(Scope::Company {
+            company_id,
+            systems: Arc::new(registry.systems_of_company(company_id, now_us)?),
+            companies: Arc::new(registry.companies_visible_to(company_id, now_us)?),
+        })
+    }
+
+    pub fn of_owner(registry: &Registry, owner_id: i64) -> Result<Self, QueryError> {
+        Ok(Scope::Owner {
+            owner_id,
+            systems: Arc::new(registry.systems_of_owner(owner_id)?),
+        })
+    }
+
+    /// The systems this scope is limited to (`None`: all of them).
+    pub fn systems(&self) -> Option<&RoaringBitmap> {
+        match self {
+            Scope::Fleet => None,
+            Scope::Company { systems, .. } | Scope::Owner { systems, .. } => Some(systems),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! `sunfleet-query` end to end: real stores and registries in temporary folders.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a panic is the failure report
+
+mod fleet;
+mod slt;
+mod sql;
