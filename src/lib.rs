@@ -8,6 +8,7 @@ pub mod import;
 pub mod serve;
 pub mod simulate;
 pub mod simulator;
+pub mod sql;
 pub mod task;
 
 /// Exit status of a command that is not built yet: distinct from a failure of a real one.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate, task};
+use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate, sql, task};
 
 #[derive(Debug, Parser)]
 #[command(name = "sunfleet", version, about = "Monitoring for microinverter PV fleets", long_about = None)]
@@ -22,8 +22,8 @@ enum Command {
     /// Drive a generated fleet: stream it to a server over QUIC, or count and checksum it
     /// (--dry-run).
     Simulate(simulate::SimulateArgs),
-    /// Run SQL against a data folder.
-    Sql,
+    /// Run one SQL query against a data folder (not while a server holds it).
+    Sql(sql::SqlArgs),
     /// Load historical microinverter readings from CSV (one row per device and interval).
     Import(import::ImportArgs),
     /// Write a time range for chosen systems to Parquet or CSV.
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Demo => not_built("demo", "#6"),
         Command::Serve(args) => serve::run(args),
-        Command::Sql => not_built("sql", "#5"),
+        Command::Sql(args) => sql::run(args),
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),
         Command::Cert(args) => cert::run(args),

@@ -134,6 +134,65 @@ fn import_validates_rows_stores_the_good_ones_and_export_writes_them_back() {
     assert!(again.status.success());
     assert_eq!(read_readings(&data, day).num_rows(), 3);
 
+    // SQL sees what was imported, in every output format.
+    let sql = |args: &[&str]| {
+        let mut all = vec!["sql", "--data", data_arg];
+        all.extend_from_slice(args);
+        sunfleet(&all)
+    };
+    let out = sql(&[
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, sum(energy_j) AS e FROM readings",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "n,e\n3,167400\n");
+    let out = sql(&["SELECT count(*) AS n FROM readings"]);
+    assert!(
+        stdout(&out).contains("| 3 |") && stdout(&out).contains("(1 rows)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = sql(&[
+        "--format",
+        "json",
+        "SELECT name FROM systems ORDER BY id LIMIT 1",
+    ]);
+    assert!(stdout(&out).starts_with("[{\"name\":"), "{}", stdout(&out));
+    // A company sees only its systems; a statement that writes is refused.
+    let out = sql(&[
+        "--company",
+        "1",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM systems",
+    ]);
+    assert_eq!(stdout(&out), "n\n6\n", "{}", stderr(&out));
+    let out = sql(&["--company", "999", "SELECT count(*) AS n FROM systems"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("company 999 is not registered"),
+        "{}",
+        stderr(&out)
+    );
+    let target = dir.path().join("copied.csv");
+    let copy = format!("COPY readings TO '{}' STORED AS CSV", target.display());
+    let out = sql(&[copy.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("statement refused"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!target.exists());
+    let out = sql(&["--format", "yaml", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown format \"yaml\""),
+        "{}",
+        stderr(&out)
+    );
+
     // Export: CSV and Parquet hold the same rows.
     let csv_out = dir.path().join("out.csv");
     let system_id = system.id.0.to_string();

@@ -68,7 +68,7 @@ fn dry_run_lists_the_ground_truth() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
-    for command in [&["demo"][..], &["sql"]] {
+    for command in [&["demo"][..]] {
         let out = sunfleet(command);
         assert_eq!(out.status.code(), Some(3), "{command:?}");
         assert!(

@@ -2,7 +2,7 @@
 //! every analyst's SQL.
 
 use roaring::RoaringBitmap;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Registry, sql_error};
 use crate::Error;
@@ -76,6 +76,22 @@ impl Registry {
                 .collect::<Result<_, _>>()
                 .map_err(sql_error(context()))?;
             Ok(ids)
+        })
+    }
+}
+
+impl Registry {
+    /// The company's name, if it is registered.
+    pub fn company_name(&self, company_id: i64) -> Result<Option<String>, Error> {
+        self.read(|connection| {
+            connection
+                .query_row(
+                    "SELECT name FROM companies WHERE id = ?1",
+                    params![company_id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql_error(format!("looking up company {company_id}")))
         })
     }
 }
