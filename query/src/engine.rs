@@ -68,6 +68,7 @@ pub struct QueryEngine {
     runtime: Option<tokio::runtime::Runtime>,
     env: Arc<RuntimeEnv>,
     tables: Arc<Tables>,
+    store: Arc<Store>,
     config: QueryConfig,
 }
 
@@ -100,12 +101,17 @@ impl QueryEngine {
             runtime: Some(runtime),
             env,
             tables,
+            store,
             config,
         })
     }
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// A DataFusion session showing what `scope` may see. Sessions are cheap; make one per

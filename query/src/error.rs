@@ -21,6 +21,12 @@ pub enum QueryError {
     ResultTooLarge { limit: u64, unit: &'static str },
     #[error("query memory limit reached: {message}")]
     OutOfMemory { message: String },
+    /// A request's parameters do not make sense (an empty range, an unknown unit).
+    #[error("{message}")]
+    BadRequest { message: String },
+    /// Absent, or outside what the principal may see: the two are not told apart.
+    #[error("{what} not found")]
+    NotFound { what: String },
     #[error(transparent)]
     Engine(#[from] sunfleet_engine::Error),
     #[error("query runtime: {message}")]

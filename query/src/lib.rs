@@ -7,6 +7,7 @@
 //!   filtered by that.
 //! - [`engine`]: the query runtime, limits, and analyst SQL; [`output`]: JSON, CSV and
 //!   Arrow IPC results.
+//! - [`series`]: production series for graphs, from rollups and fresh raw readings.
 
 pub mod bounds;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod output;
 pub mod registry;
 pub mod scope;
+pub mod series;
 pub mod telemetry;
 
 pub use engine::{QueryConfig, QueryEngine, SqlAnswer};

@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a panic is the failure report
 
 mod fleet;
+mod series;
 mod slt;
 mod sql;

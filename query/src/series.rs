@@ -1,0 +1,441 @@
+//! Production series for graphs: a system's (or one microinverter's) energy and average
+//! power over a range, at 5 minutes, 15 minutes, an hour, a site-local day or month.
+//!
+//! Rollups answer what they cover; the UTC days whose rollups may be stale (rows still in
+//! the write buffer, or persisted but not rolled up yet) are aggregated from raw readings,
+//! so a graph includes a reading the moment it is acknowledged. A reading is stamped with
+//! its interval's end, so it counts in the bucket that contains `time - 1 µs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Date32Type, TimestampMicrosecondType, UInt64Type};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use sunfleet_engine::store::ReadRequest;
+use sunfleet_engine::tables::Table;
+use sunfleet_engine::time::{CivilDate, MICROS_PER_DAY};
+
+use crate::engine::SqlAnswer;
+use crate::{QueryEngine, QueryError, Scope};
+
+const MINUTE_US: i64 = 60_000_000;
+
+/// The width of a series' buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    FiveMinutes,
+    FifteenMinutes,
+    Hour,
+    /// A site-local day.
+    Day,
+    /// A site-local month.
+    Month,
+}
+
+impl Granularity {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "5m" => Some(Granularity::FiveMinutes),
+            "15m" => Some(Granularity::FifteenMinutes),
+            "hour" => Some(Granularity::Hour),
+            "day" => Some(Granularity::Day),
+            "month" => Some(Granularity::Month),
+            _ => None,
+        }
+    }
+
+    fn fixed_width_us(self) -> Option<i64> {
+        match self {
+            Granularity::FiveMinutes => Some(5 * MINUTE_US),
+            Granularity::FifteenMinutes => Some(15 * MINUTE_US),
+            Granularity::Hour => Some(60 * MINUTE_US),
+            Granularity::Day | Granularity::Month => None,
+        }
+    }
+}
+
+/// What a graph asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRequest {
+    pub system_id: u32,
+    /// One microinverter (its device id); `None`: the whole system.
+    pub device_id: Option<u32>,
+    /// Inclusive start and exclusive end, UTC microseconds; rounded out to whole buckets.
+    pub start_us: i64,
+    pub end_us: i64,
+    pub granularity: Granularity,
+    /// At most this many points: consecutive buckets are merged to fit a screen.
+    pub max_points: usize,
+}
+
+/// One bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPoint {
+    pub start_us: i64,
+    pub end_us: i64,
+    /// The bucket's start in the site's time zone, `YYYY-MM-DDTHH:MM`.
+    pub local_start: String,
+    pub energy_wh: f64,
+    /// Energy over the bucket's length.
+    pub power_avg_w: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub system_id: u32,
+    pub device_id: Option<u32>,
+    pub time_zone: String,
+    pub granularity: Granularity,
+    /// Buckets merged into each point to respect `max_points` (1: none).
+    pub buckets_per_point: usize,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// Raw energy per bucket start, in joules.
+type Buckets = BTreeMap<i64, u64>;
+
+impl QueryEngine {
+    /// The production series of a system or one of its microinverters, as `scope` may see
+    /// it: a system outside the scope is "not found", like one that does not exist.
+    pub async fn production_series(
+        &self,
+        scope: &Scope,
+        request: &SeriesRequest,
+    ) -> Result<Series, QueryError> {
+        let system = request.system_id;
+        if request.start_us >= request.end_us || request.max_points == 0 {
+            return Err(QueryError::BadRequest {
+                message: "the range must end after it starts and allow at least one point".into(),
+            });
+        }
+        let zone_name = self.system_time_zone(scope, system).await?;
+        let zone = TimeZone::get(&zone_name).map_err(|e| QueryError::BadRequest {
+            message: format!("system {system} has an unknown time zone {zone_name:?}: {e}"),
+        })?;
+        let device = request.device_id.unwrap_or(0);
+        let stale = self.stale_rollup_days(system, request.start_us, request.end_us);
+        let mut buckets: Vec<(i64, i64, u64)> = match request.granularity.fixed_width_us() {
+            Some(width) => {
+                let start = request.start_us.div_euclid(width) * width;
+                let end = (request.end_us + width - 1).div_euclid(width) * width;
+                let mut energy = self
+                    .raw_buckets(
+                        system,
+                        request.device_id,
+                        start,
+                        end,
+                        width,
+                        &stale,
+                        request.granularity == Granularity::FiveMinutes,
+                    )
+                    .await?;
+                if request.granularity != Granularity::FiveMinutes {
+                    let table = if width == 15 * MINUTE_US {
+                        Table::Rollup15m
+                    } else {
+                        Table::RollupHour
+                    };
+                    let rolled = self.rollup_rows(table, system, device, start, end).await?;
+                    for (time, joules) in rolled {
+                        if !stale.contains(&CivilDate::of_timestamp(time)) {
+                            energy.insert(time, joules);
+                        }
+                    }
+                }
+                energy.into_iter().map(|(t, e)| (t, t + width, e)).collect()
+            }
+            None => {
+                let days = self.local_days(&zone, system, request, &stale).await?;
+                match request.granularity {
+                    Granularity::Month => months(&zone, days)?,
+                    _ => days,
+                }
+            }
+        };
+        buckets.sort_by_key(|(start, _, _)| *start);
+        let per_point = buckets.len().div_ceil(request.max_points).max(1);
+        let points = buckets
+            .chunks(per_point)
+            .map(|chunk| {
+                let start_us = chunk[0].0;
+                let end_us = chunk[chunk.len() - 1].1;
+                let joules: u64 = chunk.iter().map(|(_, _, e)| e).sum();
+                SeriesPoint {
+                    start_us,
+                    end_us,
+                    local_start: local_label(&zone, start_us),
+                    energy_wh: joules as f64 / 3600.0,
+                    power_avg_w: joules as f64 / ((end_us - start_us) as f64 / 1e6),
+                }
+            })
+            .collect();
+        Ok(Series {
+            system_id: system,
+            device_id: request.device_id,
+            time_zone: zone_name,
+            granularity: request.granularity,
+            buckets_per_point: per_point,
+            points,
+        })
+    }
+
+    async fn system_time_zone(&self, scope: &Scope, system: u32) -> Result<String, QueryError> {
+        let answer = self
+            .sql(
+                scope,
+                &format!("SELECT time_zone FROM systems WHERE id = {system}"),
+            )
+            .await?;
+        first_string(&answer).ok_or(QueryError::NotFound {
+            what: format!("system {system}"),
+        })
+    }
+
+    /// UTC days around `[start, end)` whose rollups for `system` may not include every
+    /// reading: rows still buffered, or persisted but not rolled up yet.
+    pub fn stale_rollup_days(
+        &self,
+        system: u32,
+        start_us: i64,
+        end_us: i64,
+    ) -> BTreeSet<CivilDate> {
+        let snapshot = self.store().snapshot(&ReadRequest {
+            table: Table::Readings,
+            start_us: start_us - MICROS_PER_DAY,
+            end_us: end_us + MICROS_PER_DAY,
+            systems: Some([system].into_iter().collect()),
+        });
+        let mut days: BTreeSet<CivilDate> = snapshot.buffered.iter().map(|(d, _)| *d).collect();
+        days.extend(
+            snapshot
+                .manifest
+                .rollups_pending
+                .iter()
+                .filter(|p| p.systems.contains(system))
+                .map(|p| p.day),
+        );
+        days
+    }
+
+    /// Raw energy per bucket of `width` over `[start, end)`; only the stale days unless
+    /// `all_days`.
+    #[allow(clippy::too_many_arguments)]
+    async fn raw_buckets(
+        &self,
+        system: u32,
+        device: Option<u32>,
+        start: i64,
+        end: i64,
+        width: i64,
+        stale: &BTreeSet<CivilDate>,
+        all_days: bool,
+    ) -> Result<Buckets, QueryError> {
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        if all_days {
+            ranges.push((start, end));
+        } else {
+            for day in stale {
+                let (s, e) = (
+                    day.start_micros().max(start),
+                    (day.start_micros() + MICROS_PER_DAY).min(end),
+                );
+                if s < e {
+                    ranges.push((s, e));
+                }
+            }
+        }
+        let mut buckets = Buckets::new();
+        for (s, e) in ranges {
+            let device_filter = device
+                .map(|d| format!(" AND device_id = {d}"))
+                .unwrap_or_default();
+            let answer = self
+                .sql(
+                    &Scope::Fleet,
+                    &format!(
+                        "SELECT time, sum(energy_j) AS joules FROM readings
+                         WHERE system_id = {system}{device_filter}
+                           AND time > to_timestamp_micros({s}) AND time <= to_timestamp_micros({e})
+                         GROUP BY time"
+                    ),
+                )
+                .await?;
+            for batch in &answer.batches {
+                let times = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+                let joules = batch.column(1).as_primitive::<UInt64Type>();
+                for i in 0..batch.num_rows() {
+                    let bucket = (times.value(i) - 1).div_euclid(width) * width;
+                    *buckets.entry(bucket).or_default() += joules.value(i);
+                }
+            }
+        }
+        Ok(buckets)
+    }
+
+    async fn rollup_rows(
+        &self,
+        table: Table,
+        system: u32,
+        device: u32,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(i64, u64)>, QueryError> {
+        let answer = self
+            .sql(
+                &Scope::Fleet,
+                &format!(
+                    "SELECT time, energy_j FROM {table}
+                     WHERE system_id = {system} AND device_id = {device}
+                       AND time >= to_timestamp_micros({start}) AND time < to_timestamp_micros({end})"
+                ),
+            )
+            .await?;
+        let mut rows = Vec::new();
+        for batch in &answer.batches {
+            let times = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+            let joules = batch.column(1).as_primitive::<UInt64Type>();
+            rows.extend((0..batch.num_rows()).map(|i| (times.value(i), joules.value(i))));
+        }
+        Ok(rows)
+    }
+
+    /// Site-local days overlapping the request: from `rollup_day` where fresh, from raw
+    /// readings where a UTC day under them is stale.
+    async fn local_days(
+        &self,
+        zone: &TimeZone,
+        system: u32,
+        request: &SeriesRequest,
+        stale: &BTreeSet<CivilDate>,
+    ) -> Result<Vec<(i64, i64, u64)>, QueryError> {
+        let first = local_date(zone, request.start_us)?;
+        let last = local_date(zone, request.end_us - 1)?;
+        let device = request.device_id.unwrap_or(0);
+        let mut days: BTreeMap<Date, (i64, i64, u64)> = BTreeMap::new();
+        let mut day = first;
+        while day <= last {
+            let (start, end) = (
+                local_midnight(zone, day)?,
+                local_midnight(zone, next_day(day)?)?,
+            );
+            days.insert(day, (start, end, 0));
+            day = next_day(day)?;
+        }
+        let span_start = days.values().next().map_or(request.start_us, |d| d.0);
+        let span_end = days.values().last().map_or(request.end_us, |d| d.1);
+        let is_stale = |(start, end): (i64, i64)| {
+            stale
+                .iter()
+                .any(|d| d.start_micros() < end && d.start_micros() + MICROS_PER_DAY > start)
+        };
+        let answer = self
+            .sql(
+                &Scope::Fleet,
+                &format!(
+                    "SELECT local_date, energy_j FROM rollup_day
+                     WHERE system_id = {system} AND device_id = {device}
+                       AND time >= to_timestamp_micros({span_start}) AND time < to_timestamp_micros({span_end})"
+                ),
+            )
+            .await?;
+        for batch in &answer.batches {
+            let dates = batch.column(0).as_primitive::<Date32Type>();
+            let joules = batch.column(1).as_primitive::<UInt64Type>();
+            for i in 0..batch.num_rows() {
+                let date = Date::constant(1970, 1, 1)
+                    .checked_add(jiff::Span::new().days(i64::from(dates.value(i))))
+                    .map_err(time_error)?;
+                if let Some(entry) = days.get_mut(&date)
+                    && !is_stale((entry.0, entry.1))
+                {
+                    entry.2 = joules.value(i);
+                }
+            }
+        }
+        let stale_days: Vec<Date> = days
+            .iter()
+            .filter(|(_, (s, e, _))| is_stale((*s, *e)))
+            .map(|(d, _)| *d)
+            .collect();
+        if let (Some(first), Some(last)) = (stale_days.first(), stale_days.last()) {
+            let (start, end) = (days[first].0, days[last].1);
+            let raw = self
+                .raw_buckets(
+                    system,
+                    request.device_id,
+                    start,
+                    end,
+                    5 * MINUTE_US,
+                    stale,
+                    true,
+                )
+                .await?;
+            for day in &stale_days {
+                if let Some((s, e, total)) = days.get_mut(day) {
+                    *total = raw.range(*s..*e).map(|(_, j)| j).sum();
+                }
+            }
+        }
+        Ok(days.into_values().collect())
+    }
+}
+
+/// Local months from local days. A month's point spans the whole month, though only the
+/// requested days' energy is in it.
+fn months(zone: &TimeZone, days: Vec<(i64, i64, u64)>) -> Result<Vec<(i64, i64, u64)>, QueryError> {
+    let mut months: BTreeMap<Date, u64> = BTreeMap::new();
+    for (start, _, joules) in days {
+        let first = local_date(zone, start)?.first_of_month();
+        *months.entry(first).or_default() += joules;
+    }
+    months
+        .into_iter()
+        .map(|(first, joules)| {
+            let next = first
+                .checked_add(jiff::Span::new().months(1))
+                .map_err(time_error)?;
+            Ok((
+                local_midnight(zone, first)?,
+                local_midnight(zone, next)?,
+                joules,
+            ))
+        })
+        .collect()
+}
+
+fn time_error(error: jiff::Error) -> QueryError {
+    QueryError::BadRequest {
+        message: format!("date out of range: {error}"),
+    }
+}
+
+fn local_date(zone: &TimeZone, micros: i64) -> Result<Date, QueryError> {
+    Ok(zone
+        .to_datetime(Timestamp::from_microsecond(micros).map_err(time_error)?)
+        .date())
+}
+
+fn local_midnight(zone: &TimeZone, date: Date) -> Result<i64, QueryError> {
+    Ok(zone
+        .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+        .map_err(time_error)?
+        .as_microsecond())
+}
+
+fn next_day(date: Date) -> Result<Date, QueryError> {
+    date.tomorrow().map_err(time_error)
+}
+
+fn local_label(zone: &TimeZone, micros: i64) -> String {
+    Timestamp::from_microsecond(micros)
+        .map(|t| zone.to_datetime(t).strftime("%Y-%m-%dT%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn first_string(answer: &SqlAnswer) -> Option<String> {
+    let batch = answer.batches.iter().find(|b| b.num_rows() > 0)?;
+    let column = batch.column(0).as_string_opt::<i32>()?;
+    (!column.is_null(0)).then(|| column.value(0).to_owned())
+}
