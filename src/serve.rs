@@ -1,6 +1,7 @@
-//! `sunfleet serve`: the engine on a data folder and the QUIC ingest in front of it, until
-//! Ctrl-C or SIGTERM; then an ordered shutdown (ingest first, so every acknowledged batch
-//! is known; then the write buffer is persisted).
+//! `sunfleet serve`: the engine on a data folder, the QUIC ingest in front of it and the
+//! fleet checks on a schedule, until Ctrl-C or SIGTERM; then an ordered shutdown (ingest
+//! first, so every acknowledged batch is known; then checks and maintenance stop; then the
+//! write buffer is persisted).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use clap::Args;
 use sunfleet_engine::registry::Registry;
 use sunfleet_ingest::server::{IngestConfig, IngestServer};
 use sunfleet_ingest::tls::ServerIdentity;
+use sunfleet_query::checks::{CheckSettings, run_checks};
+use sunfleet_query::{QueryConfig, QueryEngine};
 
 use crate::data::{DEFAULT_DATA_DIR, DataFolder};
 use crate::simulator::demo_fleet;
@@ -38,6 +41,9 @@ pub struct ServeArgs {
     /// Seed of the demo fleet.
     #[arg(long, default_value_t = 1, env = "SUNFLEET_SEED")]
     pub seed: u64,
+    /// Seconds between two runs of the fleet checks (statuses and events).
+    #[arg(long, default_value_t = 300)]
+    pub check_every: u64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -80,6 +86,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_maintenance, stop_rx) = tokio::sync::watch::channel(false);
     let maintenance =
         tokio::spawn(Arc::clone(&folder.store).run_maintenance(Duration::from_secs(5), stop_rx));
+    let query = Arc::new(QueryEngine::start(
+        Arc::clone(&folder.store),
+        Arc::clone(&folder.registry),
+        QueryConfig::new(args.data.join("tmp").join("query")),
+    )?);
+    let checks = tokio::spawn(run_checks(
+        Arc::clone(&query),
+        Arc::clone(&folder.registry),
+        Duration::from_secs(args.check_every.max(1)),
+        CheckSettings::default(),
+        stop_maintenance.subscribe(),
+    ));
     let ingest = IngestServer::start(
         IngestConfig::new(args.quic),
         &identity,
@@ -97,6 +115,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     ingest.shutdown().await?;
     let _ = stop_maintenance.send(true);
+    let _ = checks.await;
     let _ = maintenance.await;
     let report = folder.store.persist().await?;
     tracing::info!(?report, "write buffer persisted; bye");

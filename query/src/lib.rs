@@ -11,6 +11,7 @@
 
 pub mod bounds;
 pub mod catalog;
+pub mod checks;
 pub mod engine;
 pub mod error;
 pub mod output;

@@ -51,6 +51,8 @@ fn serve_takes_the_simulated_fleet_over_quic_and_shuts_down_cleanly() {
                 "6",
                 "--seed",
                 "4",
+                "--check-every",
+                "1",
             ])
             .env("SUNFLEET_LOG", "warn")
             .stdout(Stdio::piped())
@@ -140,4 +142,19 @@ fn serve_takes_the_simulated_fleet_over_quic_and_shuts_down_cleanly() {
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
     assert!(rows > 1, "exported {rows} lines");
+
+    // The fleet checks ran on their schedule: judged at today's date, the systems simulated
+    // on 2026-06-01 have not reported for months.
+    let out = sunfleet(&[
+        "sql",
+        "--data",
+        data_arg,
+        "--format",
+        "csv",
+        "SELECT count(DISTINCT e.system_id) AS n FROM events e JOIN systems s ON s.id = e.system_id
+         WHERE e.code = 'gateway_not_reporting' AND e.ended_us IS NULL AND s.status = 'comm'",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let flagged: u32 = stdout(&out).lines().nth(1).unwrap().parse().unwrap();
+    assert!(flagged > 0, "no system flagged: {}", stdout(&out));
 }

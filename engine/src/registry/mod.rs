@@ -11,10 +11,12 @@
 
 mod access;
 mod arrow_tables;
+mod conditions;
 mod gateways;
 pub mod records;
 
 pub use arrow_tables::SQL_TABLES;
+pub use conditions::{ConditionChanges, FoundCondition};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 
 use std::path::{Path, PathBuf};

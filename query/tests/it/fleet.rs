@@ -80,10 +80,18 @@ pub enum Layout {
 /// and five corrected ones (energy + 1 J, a newer sequence number) left as `layout` says.
 /// The first day ends up in one file, the others in several files and the buffer.
 pub async fn test_fleet(layout: Layout) -> TestFleet {
+    build(
+        &Fleet::new(FleetConfig::new(SEED, SYSTEMS, first_day(), DAYS)),
+        layout,
+    )
+    .await
+}
+
+/// [`test_fleet`]'s layout for any fleet.
+pub async fn build(fleet: &Fleet, layout: Layout) -> TestFleet {
     let dir = tempfile::tempdir().unwrap();
-    let fleet = Fleet::new(FleetConfig::new(SEED, SYSTEMS, first_day(), DAYS));
     let registry = Arc::new(Registry::open(dir.path().join("registry.sqlite3")).unwrap());
-    seed_registry(&registry, &fleet).unwrap();
+    seed_registry(&registry, fleet).unwrap();
     let directory = DeviceDirectory::new();
     registry.load_directory(&directory).unwrap();
     let store = Arc::new(
@@ -93,7 +101,7 @@ pub async fn test_fleet(layout: Layout) -> TestFleet {
     );
     let mut uploads = Vec::new();
     for spec in fleet.systems() {
-        stream_system(&fleet, spec, |u| {
+        stream_system(fleet, spec, |u| {
             uploads.push((u.send_us, (*u.batch).clone()))
         });
     }

@@ -1,0 +1,110 @@
+//! Events (conditions of systems and devices) and system statuses, as the fleet checks
+//! record them: an evaluation opens the events it finds that are not open yet, ends the
+//! open ones it no longer finds, and sets each evaluated system's status.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::params;
+
+use super::{Registry, sql_error};
+use crate::Error;
+
+/// A condition found by an evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundCondition {
+    pub system_id: i64,
+    pub device_id: Option<i64>,
+    pub code: String,
+    /// `info`, `low`, `medium` or `high`.
+    pub severity: &'static str,
+    pub started_us: i64,
+    pub details: String,
+}
+
+/// What one evaluation changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConditionChanges {
+    pub opened: usize,
+    pub ended: usize,
+    pub statuses_changed: usize,
+}
+
+/// Statuses the checks never replace: set by people, not by data.
+const MANUAL_STATUSES: &[&str] = &["deactivated", "retired", "not_monitored"];
+
+impl Registry {
+    /// Records one evaluation of `systems` at `now_us`: `found` are the conditions present
+    /// now, `statuses` each system's resulting status. Open events of these systems that
+    /// were not found again end at `now_us`. One transaction.
+    pub fn record_conditions(
+        &self,
+        systems: &[i64],
+        found: &[FoundCondition],
+        statuses: &[(i64, &str)],
+        now_us: i64,
+    ) -> Result<ConditionChanges, Error> {
+        let evaluated: HashSet<i64> = systems.iter().copied().collect();
+        self.transaction("recording fleet checks", |tx| {
+            let context = || "recording fleet checks".to_owned();
+            let mut open: HashMap<(i64, Option<i64>, String), i64> = HashMap::new();
+            {
+                let mut statement = tx
+                    .prepare("SELECT id, system_id, device_id, code FROM events WHERE ended_us IS NULL")
+                    .map_err(sql_error(context()))?;
+                let rows = statement
+                    .query_map([], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?, row.get::<_, String>(3)?))
+                    })
+                    .map_err(sql_error(context()))?;
+                for row in rows {
+                    let (id, system, device, code) = row.map_err(sql_error(context()))?;
+                    if evaluated.contains(&system) {
+                        open.insert((system, device, code), id);
+                    }
+                }
+            }
+            let mut changes = ConditionChanges::default();
+            for condition in found {
+                let key = (condition.system_id, condition.device_id, condition.code.clone());
+                if open.remove(&key).is_none() {
+                    tx.execute(
+                        "INSERT INTO events (system_id, device_id, code, severity, started_us, details)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            condition.system_id,
+                            condition.device_id,
+                            condition.code,
+                            condition.severity,
+                            condition.started_us,
+                            condition.details
+                        ],
+                    )
+                    .map_err(sql_error(context()))?;
+                    changes.opened += 1;
+                }
+            }
+            for id in open.values() {
+                tx.execute("UPDATE events SET ended_us = ?2 WHERE id = ?1", params![id, now_us])
+                    .map_err(sql_error(context()))?;
+                changes.ended += 1;
+            }
+            for (system, status) in statuses {
+                let manual = MANUAL_STATUSES
+                    .iter()
+                    .map(|s| format!("'{s}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                changes.statuses_changed += tx
+                    .execute(
+                        &format!(
+                            "UPDATE systems SET status = ?2, status_since_us = ?3
+                             WHERE id = ?1 AND status <> ?2 AND status NOT IN ({manual})"
+                        ),
+                        params![system, status, now_us],
+                    )
+                    .map_err(sql_error(context()))?;
+            }
+            Ok(changes)
+        })
+    }
+}

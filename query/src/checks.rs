@@ -1,0 +1,674 @@
+//! Fleet checks (E7): which systems have a condition right now, from their data.
+//!
+//! Every rule compares a system with itself, so night, weather and upload habits do not
+//! look like faults:
+//! - **gateway not reporting** (`comm`): nothing from the system for `gateway_silence`
+//!   (longer than any night plus a low-bandwidth upload delay);
+//! - **microinverter / meter / battery not reporting**: the device's latest data lags the
+//!   system's latest data of the same kind (for meters and batteries: of anything) by more
+//!   than `device_lag`;
+//! - **meter issue**: a consumption meter measuring a negative load while nothing is
+//!   produced (its clamps are on backwards);
+//! - **production issue** (`power`): production over the system's threshold window (30 or
+//!   90 site-local days) below its threshold percentage of the estimate (monthly values,
+//!   system- or array-level, reduced by the annual degradation since the operational
+//!   date); judged only once the window lies after both the operational date and the
+//!   system's first data here;
+//! - **device events** the gateways report (ACVOOR, ACFOOR, GFI tripped, …): open while the
+//!   latest report of that event on a device raised it.
+//!
+//! [`record`] turns an evaluation into events that open and end, and system statuses.
+
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use sunfleet_engine::registry::{ConditionChanges, FoundCondition, Registry};
+use sunfleet_engine::telemetry::EventKind;
+
+use crate::engine::SqlAnswer;
+use crate::{QueryEngine, QueryError, Scope};
+
+const HOUR_US: i64 = 3_600_000_000;
+const DAY_US: i64 = 24 * HOUR_US;
+
+/// The checks' thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSettings {
+    pub gateway_silence_us: i64,
+    pub device_lag_us: i64,
+    /// How far back "latest data" is looked for; a device silent for longer counts as
+    /// silent since then.
+    pub lookback_us: i64,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        Self {
+            gateway_silence_us: 26 * HOUR_US,
+            device_lag_us: 2 * HOUR_US,
+            lookback_us: 7 * DAY_US,
+        }
+    }
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Condition {
+    GatewayNotReporting,
+    MicroNotReporting,
+    ProductionIssue,
+    MeterNotReporting,
+    MeterIssue,
+    BatteryNotReporting,
+    DeviceEvent(EventKind),
+}
+
+impl Condition {
+    /// The event code stored in the registry.
+    pub fn code(self) -> &'static str {
+        match self {
+            Condition::GatewayNotReporting => "gateway_not_reporting",
+            Condition::MicroNotReporting => "micro_not_reporting",
+            Condition::ProductionIssue => "production_issue",
+            Condition::MeterNotReporting => "meter_not_reporting",
+            Condition::MeterIssue => "meter_issue",
+            Condition::BatteryNotReporting => "battery_not_reporting",
+            Condition::DeviceEvent(kind) => kind.code(),
+        }
+    }
+
+    pub fn severity(self) -> &'static str {
+        match self {
+            Condition::GatewayNotReporting | Condition::ProductionIssue => "high",
+            Condition::MicroNotReporting | Condition::MeterIssue => "medium",
+            Condition::MeterNotReporting | Condition::BatteryNotReporting => "low",
+            Condition::DeviceEvent(EventKind::GfiTripped | EventKind::DcResistanceLow) => "high",
+            Condition::DeviceEvent(_) => "medium",
+        }
+    }
+
+    /// The system status this condition gives, most urgent first in [`STATUS_ORDER`].
+    pub fn status(self) -> Option<&'static str> {
+        match self {
+            Condition::GatewayNotReporting => Some("comm"),
+            Condition::MicroNotReporting => Some("micro"),
+            Condition::ProductionIssue => Some("power"),
+            Condition::MeterNotReporting => Some("meter"),
+            Condition::MeterIssue => Some("meter_issue"),
+            Condition::BatteryNotReporting => Some("battery"),
+            Condition::DeviceEvent(_) => None,
+        }
+    }
+}
+
+/// When a system has several conditions, the first of these is its status.
+pub const STATUS_ORDER: [&str; 6] = ["comm", "micro", "power", "meter", "meter_issue", "battery"];
+
+/// One condition of one system (and device).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub system_id: u32,
+    pub device_id: Option<u32>,
+    pub condition: Condition,
+    pub started_us: i64,
+    pub details: String,
+}
+
+/// One evaluation of the fleet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetCheck {
+    pub as_of_us: i64,
+    /// Systems that were judged (reporting, not deactivated), ascending.
+    pub systems: Vec<u32>,
+    pub findings: Vec<Finding>,
+}
+
+impl FleetCheck {
+    /// Each judged system's status: its most urgent condition, or `normal`.
+    pub fn statuses(&self) -> BTreeMap<u32, &'static str> {
+        let mut statuses: BTreeMap<u32, &'static str> =
+            self.systems.iter().map(|&s| (s, "normal")).collect();
+        for finding in &self.findings {
+            let Some(status) = finding.condition.status() else {
+                continue;
+            };
+            let rank = |s: &str| {
+                STATUS_ORDER
+                    .iter()
+                    .position(|o| *o == s)
+                    .unwrap_or(usize::MAX)
+            };
+            statuses
+                .entry(finding.system_id)
+                .and_modify(|current| {
+                    if rank(status) < rank(current) {
+                        *current = status;
+                    }
+                })
+                .or_insert(status);
+        }
+        statuses
+    }
+}
+
+/// A judged system's settings.
+struct SystemRow {
+    id: u32,
+    time_zone: String,
+    threshold_pct: f64,
+    threshold_days: i64,
+    degradation_pct: f64,
+    operational_date: Option<Date>,
+}
+
+impl QueryEngine {
+    /// Evaluates every reporting system of the fleet at `as_of_us`.
+    pub async fn check_fleet(
+        &self,
+        as_of_us: i64,
+        settings: &CheckSettings,
+    ) -> Result<FleetCheck, QueryError> {
+        let systems = self.judged_systems().await?;
+        let since = as_of_us - settings.lookback_us;
+        let window = |table: &str, extra: &str| {
+            format!(
+                "SELECT CAST(system_id AS BIGINT), CAST(device_id AS BIGINT), CAST(max(time) AS BIGINT)
+                 FROM {table}
+                 WHERE time > to_timestamp_micros({since}) AND time <= to_timestamp_micros({as_of_us}) {extra}
+                 GROUP BY 1, 2"
+            )
+        };
+        // Latest data per device, by kind of device.
+        let micro_last = last_by_device(&self.sql(&Scope::Fleet, &window("readings", "")).await?);
+        let meter_last = last_by_device(
+            &self
+                .sql(&Scope::Fleet, &window("meter_readings", ""))
+                .await?,
+        );
+        let battery_last = last_by_device(
+            &self
+                .sql(&Scope::Fleet, &window("battery_readings", ""))
+                .await?,
+        );
+        let devices = self
+            .sql(
+                &Scope::Fleet,
+                "SELECT system_id, id, kind, serial FROM devices
+                 WHERE state <> 'retired' AND kind <> 'gateway'",
+            )
+            .await?;
+        let mut findings = Vec::new();
+        let latest = |map: &HashMap<(u32, u32), i64>, system: u32| {
+            map.iter()
+                .filter(|((s, _), _)| *s == system)
+                .map(|(_, t)| *t)
+                .max()
+        };
+        let mut silent = std::collections::HashSet::new();
+        for system in &systems {
+            let id = system.id;
+            let any = [
+                latest(&micro_last, id),
+                latest(&meter_last, id),
+                latest(&battery_last, id),
+            ]
+            .into_iter()
+            .flatten()
+            .max();
+            if any.is_none_or(|last| as_of_us - last > settings.gateway_silence_us) {
+                silent.insert(id);
+                findings.push(Finding {
+                    system_id: id,
+                    device_id: None,
+                    condition: Condition::GatewayNotReporting,
+                    started_us: any.unwrap_or(since),
+                    details: match any {
+                        Some(_) => "no data since the start time".to_owned(),
+                        None => {
+                            format!("no data in the past {} days", settings.lookback_us / DAY_US)
+                        }
+                    },
+                });
+            }
+        }
+        let kinds = column_strings(&devices, 2);
+        let ids = column_i64(&devices, 1);
+        let owners = column_i64(&devices, 0);
+        let serials = column_i64(&devices, 3);
+        for (((system, device), kind), serial) in owners.iter().zip(&ids).zip(&kinds).zip(&serials)
+        {
+            let (Some(system), Some(device), Some(kind)) = (system, device, kind) else {
+                continue;
+            };
+            let (Ok(system), Ok(device)) = (u32::try_from(*system), u32::try_from(*device)) else {
+                continue;
+            };
+            if silent.contains(&system) || !systems.iter().any(|s| s.id == system) {
+                continue;
+            }
+            let (own, reference, condition) = match kind.as_str() {
+                "microinverter" => (
+                    &micro_last,
+                    latest(&micro_last, system),
+                    Condition::MicroNotReporting,
+                ),
+                "meter" => (
+                    &meter_last,
+                    all_latest(&[&micro_last, &meter_last, &battery_last], system),
+                    Condition::MeterNotReporting,
+                ),
+                "battery" => (
+                    &battery_last,
+                    all_latest(&[&micro_last, &meter_last, &battery_last], system),
+                    Condition::BatteryNotReporting,
+                ),
+                _ => continue,
+            };
+            let Some(reference) = reference else { continue };
+            let last = own.get(&(system, device)).copied();
+            if last.is_none_or(|t| reference - t > settings.device_lag_us) {
+                findings.push(Finding {
+                    system_id: system,
+                    device_id: Some(device),
+                    condition,
+                    started_us: last.unwrap_or(since),
+                    details: format!("{kind} {:012}", serial.unwrap_or(0)),
+                });
+            }
+        }
+        findings.extend(self.reversed_meters(as_of_us, &silent).await?);
+        findings.extend(self.open_device_events(since, as_of_us).await?);
+        findings.extend(self.production_issues(&systems, as_of_us).await?);
+        findings.sort_by_key(|f| (f.system_id, f.condition, f.device_id));
+        Ok(FleetCheck {
+            as_of_us,
+            systems: systems.iter().map(|s| s.id).collect(),
+            findings,
+        })
+    }
+
+    async fn judged_systems(&self) -> Result<Vec<SystemRow>, QueryError> {
+        let answer = self
+            .sql(
+                &Scope::Fleet,
+                "SELECT id, time_zone, CAST(threshold_pct AS DOUBLE), threshold_days,
+                        annual_degradation_pct, operational_date
+                 FROM systems
+                 WHERE stage <> 'started' AND status NOT IN ('deactivated', 'retired', 'not_monitored')
+                 ORDER BY id",
+            )
+            .await?;
+        let ids = column_i64(&answer, 0);
+        let zones = column_strings(&answer, 1);
+        let pcts = column_f64(&answer, 2);
+        let days = column_i64(&answer, 3);
+        let degradation = column_f64(&answer, 4);
+        let operational = column_strings(&answer, 5);
+        let mut rows = Vec::new();
+        for i in 0..ids.len() {
+            let Some(Ok(id)) = ids[i].map(u32::try_from) else {
+                continue;
+            };
+            rows.push(SystemRow {
+                id,
+                time_zone: zones[i].clone().unwrap_or_else(|| "UTC".to_owned()),
+                threshold_pct: pcts[i].unwrap_or(90.0),
+                threshold_days: days[i].unwrap_or(90),
+                degradation_pct: degradation[i].unwrap_or(0.5),
+                operational_date: operational[i].as_deref().and_then(|d| d.parse().ok()),
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Consumption meters whose load is negative while the system produces nothing, over
+    /// the past day.
+    async fn reversed_meters(
+        &self,
+        as_of_us: i64,
+        silent: &std::collections::HashSet<u32>,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let since = as_of_us - DAY_US;
+        let answer = self
+            .sql(
+                &Scope::Fleet,
+                &format!(
+                    "SELECT CAST(m.system_id AS BIGINT), CAST(m.device_id AS BIGINT),
+                            CAST(min(m.time) AS BIGINT), CAST(avg(m.active_power_w) AS DOUBLE)
+                     FROM meter_readings m
+                     WHERE m.meter_kind IN (1, 2)
+                       AND m.time > to_timestamp_micros({since}) AND m.time <= to_timestamp_micros({as_of_us})
+                       AND NOT EXISTS (SELECT 1 FROM readings r
+                                       WHERE r.system_id = m.system_id AND r.time = m.time
+                                         AND r.time > to_timestamp_micros({since}))
+                     GROUP BY 1, 2
+                     HAVING avg(m.active_power_w) < 0"
+                ),
+            )
+            .await?;
+        let (systems, devices, starts, power) = (
+            column_i64(&answer, 0),
+            column_i64(&answer, 1),
+            column_i64(&answer, 2),
+            column_f64(&answer, 3),
+        );
+        let mut findings = Vec::new();
+        for i in 0..systems.len() {
+            let (Some(Ok(system)), Some(Ok(device))) =
+                (systems[i].map(u32::try_from), devices[i].map(u32::try_from))
+            else {
+                continue;
+            };
+            if silent.contains(&system) {
+                continue;
+            }
+            findings.push(Finding {
+                system_id: system,
+                device_id: Some(device),
+                condition: Condition::MeterIssue,
+                started_us: starts[i].unwrap_or(since),
+                details: format!(
+                    "consumption reads {:.0} W on average with no production: current clamps reversed?",
+                    power[i].unwrap_or(0.0)
+                ),
+            });
+        }
+        Ok(findings)
+    }
+
+    /// Device events whose latest report on a device raised them; one finding per system
+    /// and event, over all its devices.
+    async fn open_device_events(
+        &self,
+        since: i64,
+        as_of_us: i64,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let answer = self
+            .sql(
+                &Scope::Fleet,
+                &format!(
+                    "SELECT CAST(system_id AS BIGINT), CAST(event_number AS BIGINT),
+                            CAST(min(raised_at) AS BIGINT), count(*)
+                     FROM (SELECT system_id, device_id, event_number,
+                                  last_value(raised ORDER BY time) AS raised,
+                                  max(time) AS raised_at
+                           FROM device_events
+                           WHERE time > to_timestamp_micros({since}) AND time <= to_timestamp_micros({as_of_us})
+                           GROUP BY 1, 2, 3)
+                     WHERE raised
+                     GROUP BY 1, 2"
+                ),
+            )
+            .await?;
+        let (systems, events, starts, devices) = (
+            column_i64(&answer, 0),
+            column_i64(&answer, 1),
+            column_i64(&answer, 2),
+            column_i64(&answer, 3),
+        );
+        let mut findings = Vec::new();
+        for i in 0..systems.len() {
+            let (Some(Ok(system)), Some(kind)) = (
+                systems[i].map(u32::try_from),
+                events[i]
+                    .and_then(|n| u16::try_from(n).ok())
+                    .and_then(EventKind::from_number),
+            ) else {
+                continue;
+            };
+            findings.push(Finding {
+                system_id: system,
+                device_id: None,
+                condition: Condition::DeviceEvent(kind),
+                started_us: starts[i].unwrap_or(since),
+                details: format!("{} device(s)", devices[i].unwrap_or(0)),
+            });
+        }
+        Ok(findings)
+    }
+
+    /// Systems producing below their threshold share of the estimate over their window.
+    async fn production_issues(
+        &self,
+        systems: &[SystemRow],
+        as_of_us: i64,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let estimates = self
+            .sql(
+                &Scope::Fleet,
+                "SELECT e.system_id, e.month, sum(e.energy_kwh)
+                 FROM production_estimates e JOIN systems s ON s.id = e.system_id
+                 WHERE (s.estimate_level = 'array') = (e.array_id <> 0)
+                 GROUP BY 1, 2",
+            )
+            .await?;
+        let mut monthly: HashMap<(i64, i64), f64> = HashMap::new();
+        let (ids, months, kwh) = (
+            column_i64(&estimates, 0),
+            column_i64(&estimates, 1),
+            column_f64(&estimates, 2),
+        );
+        for i in 0..ids.len() {
+            if let (Some(id), Some(month), Some(kwh)) = (ids[i], months[i], kwh[i]) {
+                monthly.insert((id, month), kwh);
+            }
+        }
+        let longest = systems.iter().map(|s| s.threshold_days).max().unwrap_or(90) + 2;
+        let produced = self
+            .sql(
+                &Scope::Fleet,
+                &format!(
+                    "SELECT CAST(system_id AS BIGINT), CAST(local_date AS VARCHAR), CAST(energy_j AS DOUBLE)
+                     FROM rollup_day
+                     WHERE device_id = 0 AND time > to_timestamp_micros({})",
+                    as_of_us - longest * DAY_US
+                ),
+            )
+            .await?;
+        // The window must lie within the system's history here: days before its first data
+        // are unknown, not zero.
+        let first_days = self
+            .sql(
+                &Scope::Fleet,
+                "SELECT CAST(system_id AS BIGINT), CAST(min(local_date) AS VARCHAR)
+                 FROM rollup_day WHERE device_id = 0 GROUP BY 1",
+            )
+            .await?;
+        let first_data: HashMap<u32, Date> = column_i64(&first_days, 0)
+            .into_iter()
+            .zip(column_strings(&first_days, 1))
+            .filter_map(|(id, date)| Some((u32::try_from(id?).ok()?, date?.parse().ok()?)))
+            .collect();
+        let mut daily: HashMap<u32, BTreeMap<Date, f64>> = HashMap::new();
+        let (ids, dates, joules) = (
+            column_i64(&produced, 0),
+            column_strings(&produced, 1),
+            column_f64(&produced, 2),
+        );
+        for i in 0..ids.len() {
+            if let (Some(Ok(id)), Some(Ok(date)), Some(j)) = (
+                ids[i].map(u32::try_from),
+                dates[i].as_deref().map(str::parse::<Date>),
+                joules[i],
+            ) {
+                daily.entry(id).or_default().insert(date, j / 3.6e6);
+            }
+        }
+        let mut findings = Vec::new();
+        for system in systems {
+            let Some(operational) = system.operational_date else {
+                continue;
+            };
+            let Ok(zone) = TimeZone::get(&system.time_zone) else {
+                continue;
+            };
+            let Ok(timestamp) = jiff::Timestamp::from_microsecond(as_of_us) else {
+                continue;
+            };
+            let today = zone.to_datetime(timestamp).date();
+            let Ok(first) = today.checked_sub(jiff::Span::new().days(system.threshold_days)) else {
+                continue;
+            };
+            if first < operational || first_data.get(&system.id).is_none_or(|d| first < *d) {
+                continue;
+            }
+            let (mut expected, mut actual) = (0.0, 0.0);
+            let mut day = first;
+            while day < today {
+                let month_kwh = monthly
+                    .get(&(i64::from(system.id), i64::from(day.month())))
+                    .copied()
+                    .unwrap_or(0.0);
+                let years = (day - operational).get_days() as f64 / 365.25;
+                let degraded = (1.0 - system.degradation_pct / 100.0).powf(years.max(0.0));
+                expected += month_kwh / f64::from(day.days_in_month()) * degraded;
+                actual += daily
+                    .get(&system.id)
+                    .and_then(|d| d.get(&day))
+                    .copied()
+                    .unwrap_or(0.0);
+                let Ok(next) = day.tomorrow() else { break };
+                day = next;
+            }
+            if expected > 0.0 && actual < expected * system.threshold_pct / 100.0 {
+                findings.push(Finding {
+                    system_id: system.id,
+                    device_id: None,
+                    condition: Condition::ProductionIssue,
+                    started_us: as_of_us,
+                    details: format!(
+                        "{actual:.1} kWh over the past {} days: {:.0} % of the {expected:.1} kWh estimate (threshold {} %)",
+                        system.threshold_days,
+                        actual / expected * 100.0,
+                        system.threshold_pct
+                    ),
+                });
+            }
+        }
+        Ok(findings)
+    }
+}
+
+/// Records an evaluation in the registry: events open and end, statuses change.
+pub fn record(registry: &Registry, check: &FleetCheck) -> Result<ConditionChanges, QueryError> {
+    let systems: Vec<i64> = check.systems.iter().map(|&s| i64::from(s)).collect();
+    let found: Vec<FoundCondition> = check
+        .findings
+        .iter()
+        .map(|f| FoundCondition {
+            system_id: i64::from(f.system_id),
+            device_id: f.device_id.map(i64::from),
+            code: f.condition.code().to_owned(),
+            severity: f.condition.severity(),
+            started_us: f.started_us,
+            details: f.details.clone(),
+        })
+        .collect();
+    let statuses: Vec<(i64, &str)> = check
+        .statuses()
+        .into_iter()
+        .map(|(s, status)| (i64::from(s), status))
+        .collect();
+    Ok(registry.record_conditions(&systems, &found, &statuses, check.as_of_us)?)
+}
+
+fn all_latest(maps: &[&HashMap<(u32, u32), i64>], system: u32) -> Option<i64> {
+    maps.iter()
+        .flat_map(|m| m.iter().filter(|((s, _), _)| *s == system).map(|(_, t)| *t))
+        .max()
+}
+
+fn last_by_device(answer: &SqlAnswer) -> HashMap<(u32, u32), i64> {
+    let (systems, devices, times) = (
+        column_i64(answer, 0),
+        column_i64(answer, 1),
+        column_i64(answer, 2),
+    );
+    let mut out = HashMap::new();
+    for i in 0..systems.len() {
+        if let (Some(Ok(s)), Some(Ok(d)), Some(t)) = (
+            systems[i].map(u32::try_from),
+            devices[i].map(u32::try_from),
+            times[i],
+        ) {
+            out.insert((s, d), t);
+        }
+    }
+    out
+}
+
+fn column_i64(answer: &SqlAnswer, index: usize) -> Vec<Option<i64>> {
+    let mut out = Vec::new();
+    for batch in &answer.batches {
+        let column = batch.column(index);
+        match column.as_primitive_opt::<Int64Type>() {
+            Some(values) => out.extend(values.iter()),
+            None => out.extend((0..column.len()).map(|_| None)),
+        }
+    }
+    out
+}
+
+fn column_f64(answer: &SqlAnswer, index: usize) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for batch in &answer.batches {
+        let column = batch.column(index);
+        match column.as_primitive_opt::<Float64Type>() {
+            Some(values) => out.extend(values.iter()),
+            None => out.extend((0..column.len()).map(|_| None)),
+        }
+    }
+    out
+}
+
+fn column_strings(answer: &SqlAnswer, index: usize) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for batch in &answer.batches {
+        let column = batch.column(index);
+        if let Some(values) = column.as_string_opt::<i32>() {
+            out.extend(values.iter().map(|v| v.map(str::to_owned)));
+        } else if let Some(values) = column.as_string_view_opt() {
+            out.extend(values.iter().map(|v| v.map(str::to_owned)));
+        } else {
+            out.extend((0..column.len()).map(|_| None));
+        }
+    }
+    out
+}
+
+/// Runs the fleet checks every `every` and records each evaluation, until `stop` turns
+/// true. A failed round is logged and the next one runs as planned.
+pub async fn run_checks(
+    engine: std::sync::Arc<QueryEngine>,
+    registry: std::sync::Arc<Registry>,
+    every: std::time::Duration,
+    settings: CheckSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let now = sunfleet_engine::time::now_micros();
+        let round = async {
+            let check = engine.check_fleet(now, &settings).await?;
+            let changes = record(&registry, &check)?;
+            Ok::<_, QueryError>((check.findings.len(), changes))
+        };
+        match round.await {
+            Ok((findings, changes)) => {
+                tracing::info!(findings, ?changes, "fleet checks");
+            }
+            Err(error) => tracing::warn!(%error, "fleet checks failed; next round as planned"),
+        }
+    }
+}
