@@ -69,6 +69,10 @@ impl<B: RowBuilder> TableRows<B> {
         self.days.values_mut().for_each(Chunks::seal);
     }
 
+    fn days(&self) -> impl Iterator<Item = CivilDate> + '_ {
+        self.days.keys().copied()
+    }
+
     /// Sealed batches of the days in `[first, last]`, oldest first within each day.
     fn batches(&self, first: CivilDate, last: CivilDate, out: &mut Vec<(CivilDate, RecordBatch)>) {
         for (day, chunks) in self.days.range(first..=last) {
@@ -181,6 +185,11 @@ impl WriteBuffer {
             Table::Rollup15m | Table::RollupHour | Table::RollupDay | Table::RollupMonth => {}
         }
         out
+    }
+
+    /// UTC days with microinverter readings in the buffer.
+    pub fn reading_days(&self) -> impl Iterator<Item = CivilDate> + '_ {
+        self.readings.days()
     }
 
     /// Every (table, day) with rows, with its sealed batches (call `seal_all` first).

@@ -15,7 +15,7 @@
 //! Persist, compaction and retention take turns (one maintenance lock); appends and reads
 //! go on meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -367,6 +367,28 @@ impl Store {
 
     pub fn manifest(&self) -> Arc<Manifest> {
         Arc::clone(&lock(&self.state).manifest)
+    }
+
+    /// UTC days whose rollups may not include every reading of `system` now: days with
+    /// readings in the write buffer (of any system: the buffer does not index them by
+    /// system) and persisted days still waiting to be rolled up for it.
+    pub fn stale_rollup_days(&self, system: u32) -> BTreeSet<CivilDate> {
+        let state = lock(&self.state);
+        let mut days: BTreeSet<CivilDate> = state
+            .frozen
+            .iter()
+            .flat_map(|f| f.reading_days())
+            .chain(state.active.reading_days())
+            .collect();
+        days.extend(
+            state
+                .manifest
+                .rollups_pending
+                .iter()
+                .filter(|p| p.systems.contains(system))
+                .map(|p| p.day),
+        );
+        days
     }
 
     /// A consistent view of everything that may hold rows for `request`.

@@ -21,13 +21,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use sunfleet_engine::registry::{ConditionChanges, FoundCondition, Registry};
 use sunfleet_engine::telemetry::EventKind;
 
+use crate::daily::{SystemZone, expected_kwh, local_date};
 use crate::engine::SqlAnswer;
 use crate::{QueryEngine, QueryError, Scope};
 
@@ -234,10 +233,10 @@ impl QueryEngine {
                 });
             }
         }
-        let kinds = column_strings(&devices, 2);
-        let ids = column_i64(&devices, 1);
-        let owners = column_i64(&devices, 0);
-        let serials = column_i64(&devices, 3);
+        let kinds = devices.strings(2);
+        let ids = devices.i64s(1);
+        let owners = devices.i64s(0);
+        let serials = devices.i64s(3);
         for (((system, device), kind), serial) in owners.iter().zip(&ids).zip(&kinds).zip(&serials)
         {
             let (Some(system), Some(device), Some(kind)) = (system, device, kind) else {
@@ -301,12 +300,12 @@ impl QueryEngine {
                  ORDER BY id",
             )
             .await?;
-        let ids = column_i64(&answer, 0);
-        let zones = column_strings(&answer, 1);
-        let pcts = column_f64(&answer, 2);
-        let days = column_i64(&answer, 3);
-        let degradation = column_f64(&answer, 4);
-        let operational = column_strings(&answer, 5);
+        let ids = answer.i64s(0);
+        let zones = answer.strings(1);
+        let pcts = answer.f64s(2);
+        let days = answer.i64s(3);
+        let degradation = answer.f64s(4);
+        let operational = answer.strings(5);
         let mut rows = Vec::new();
         for i in 0..ids.len() {
             let Some(Ok(id)) = ids[i].map(u32::try_from) else {
@@ -350,10 +349,10 @@ impl QueryEngine {
             )
             .await?;
         let (systems, devices, starts, power) = (
-            column_i64(&answer, 0),
-            column_i64(&answer, 1),
-            column_i64(&answer, 2),
-            column_f64(&answer, 3),
+            answer.i64s(0),
+            answer.i64s(1),
+            answer.i64s(2),
+            answer.f64s(3),
         );
         let mut findings = Vec::new();
         for i in 0..systems.len() {
@@ -404,10 +403,10 @@ impl QueryEngine {
             )
             .await?;
         let (systems, events, starts, devices) = (
-            column_i64(&answer, 0),
-            column_i64(&answer, 1),
-            column_i64(&answer, 2),
-            column_i64(&answer, 3),
+            answer.i64s(0),
+            answer.i64s(1),
+            answer.i64s(2),
+            answer.i64s(3),
         );
         let mut findings = Vec::new();
         for i in 0..systems.len() {
@@ -436,38 +435,7 @@ impl QueryEngine {
         systems: &[SystemRow],
         as_of_us: i64,
     ) -> Result<Vec<Finding>, QueryError> {
-        let estimates = self
-            .sql(
-                &Scope::Fleet,
-                "SELECT e.system_id, e.month, sum(e.energy_kwh)
-                 FROM production_estimates e JOIN systems s ON s.id = e.system_id
-                 WHERE (s.estimate_level = 'array') = (e.array_id <> 0)
-                 GROUP BY 1, 2",
-            )
-            .await?;
-        let mut monthly: HashMap<(i64, i64), f64> = HashMap::new();
-        let (ids, months, kwh) = (
-            column_i64(&estimates, 0),
-            column_i64(&estimates, 1),
-            column_f64(&estimates, 2),
-        );
-        for i in 0..ids.len() {
-            if let (Some(id), Some(month), Some(kwh)) = (ids[i], months[i], kwh[i]) {
-                monthly.insert((id, month), kwh);
-            }
-        }
-        let longest = systems.iter().map(|s| s.threshold_days).max().unwrap_or(90) + 2;
-        let produced = self
-            .sql(
-                &Scope::Fleet,
-                &format!(
-                    "SELECT CAST(system_id AS BIGINT), CAST(local_date AS VARCHAR), CAST(energy_j AS DOUBLE)
-                     FROM rollup_day
-                     WHERE device_id = 0 AND time > to_timestamp_micros({})",
-                    as_of_us - longest * DAY_US
-                ),
-            )
-            .await?;
+        let monthly = self.monthly_estimates().await?;
         // The window must lie within the system's history here: days before its first data
         // are unknown, not zero.
         let first_days = self
@@ -477,62 +445,59 @@ impl QueryEngine {
                  FROM rollup_day WHERE device_id = 0 GROUP BY 1",
             )
             .await?;
-        let first_data: HashMap<u32, Date> = column_i64(&first_days, 0)
+        let first_data: HashMap<u32, Date> = first_days
+            .i64s(0)
             .into_iter()
-            .zip(column_strings(&first_days, 1))
+            .zip(first_days.strings(1))
             .filter_map(|(id, date)| Some((u32::try_from(id?).ok()?, date?.parse().ok()?)))
             .collect();
-        let mut daily: HashMap<u32, BTreeMap<Date, f64>> = HashMap::new();
-        let (ids, dates, joules) = (
-            column_i64(&produced, 0),
-            column_strings(&produced, 1),
-            column_f64(&produced, 2),
-        );
-        for i in 0..ids.len() {
-            if let (Some(Ok(id)), Some(Ok(date)), Some(j)) = (
-                ids[i].map(u32::try_from),
-                dates[i].as_deref().map(str::parse::<Date>),
-                joules[i],
-            ) {
-                daily.entry(id).or_default().insert(date, j / 3.6e6);
-            }
-        }
-        let mut findings = Vec::new();
+        let mut judged = Vec::new();
         for system in systems {
-            let Some(operational) = system.operational_date else {
+            let (Some(operational), Some(estimate)) =
+                (system.operational_date, monthly.get(&system.id))
+            else {
                 continue;
             };
-            let Ok(zone) = TimeZone::get(&system.time_zone) else {
-                continue;
-            };
-            let Ok(timestamp) = jiff::Timestamp::from_microsecond(as_of_us) else {
-                continue;
-            };
-            let today = zone.to_datetime(timestamp).date();
+            let zone = TimeZone::get(&system.time_zone).unwrap_or(TimeZone::UTC);
+            let today = local_date(&zone, as_of_us)?;
             let Ok(first) = today.checked_sub(jiff::Span::new().days(system.threshold_days)) else {
+                continue;
+            };
+            let Ok(last) = today.yesterday() else {
                 continue;
             };
             if first < operational || first_data.get(&system.id).is_none_or(|d| first < *d) {
                 continue;
             }
-            let (mut expected, mut actual) = (0.0, 0.0);
-            let mut day = first;
-            while day < today {
-                let month_kwh = monthly
-                    .get(&(i64::from(system.id), i64::from(day.month())))
-                    .copied()
-                    .unwrap_or(0.0);
-                let years = (day - operational).get_days() as f64 / 365.25;
-                let degraded = (1.0 - system.degradation_pct / 100.0).powf(years.max(0.0));
-                expected += month_kwh / f64::from(day.days_in_month()) * degraded;
-                actual += daily
-                    .get(&system.id)
-                    .and_then(|d| d.get(&day))
-                    .copied()
-                    .unwrap_or(0.0);
-                let Ok(next) = day.tomorrow() else { break };
-                day = next;
-            }
+            let expected = expected_kwh(estimate, system.degradation_pct, operational, first, last);
+            judged.push((
+                system,
+                SystemZone {
+                    id: system.id,
+                    zone,
+                },
+                expected,
+            ));
+        }
+        let longest = judged
+            .iter()
+            .map(|(s, _, _)| s.threshold_days)
+            .max()
+            .unwrap_or(0);
+        let zones: Vec<SystemZone> = judged.iter().map(|(_, z, _)| z.clone()).collect();
+        let daily = self
+            .daily_energy(&zones, as_of_us - (longest + 1) * DAY_US, as_of_us)
+            .await?;
+        let mut findings = Vec::new();
+        for (system, zone, expected) in judged {
+            let today = local_date(&zone.zone, as_of_us)?;
+            let Ok(first) = today.checked_sub(jiff::Span::new().days(system.threshold_days)) else {
+                continue;
+            };
+            let actual: f64 = daily
+                .get(&system.id)
+                .map(|days| days.range(first..today).map(|(_, wh)| wh / 1000.0).sum())
+                .unwrap_or(0.0);
             if expected > 0.0 && actual < expected * system.threshold_pct / 100.0 {
                 findings.push(Finding {
                     system_id: system.id,
@@ -549,6 +514,33 @@ impl QueryEngine {
             }
         }
         Ok(findings)
+    }
+
+    /// Each system's twelve monthly estimates (kWh): its own, or the sum of its arrays'.
+    pub async fn monthly_estimates(&self) -> Result<HashMap<u32, [f64; 12]>, QueryError> {
+        let answer = self
+            .sql(
+                &Scope::Fleet,
+                "SELECT e.system_id, e.month, sum(e.energy_kwh)
+                 FROM production_estimates e JOIN systems s ON s.id = e.system_id
+                 WHERE (s.estimate_level = 'array') = (e.array_id <> 0)
+                 GROUP BY 1, 2",
+            )
+            .await?;
+        let mut monthly: HashMap<u32, [f64; 12]> = HashMap::new();
+        for ((id, month), kwh) in answer
+            .i64s(0)
+            .into_iter()
+            .zip(answer.i64s(1))
+            .zip(answer.f64s(2))
+        {
+            if let (Some(Ok(id)), Some(month @ 1..=12), Some(kwh)) =
+                (id.map(u32::try_from), month, kwh)
+            {
+                monthly.entry(id).or_insert([0.0; 12])[(month - 1) as usize] = kwh;
+            }
+        }
+        Ok(monthly)
     }
 }
 
@@ -582,11 +574,7 @@ fn all_latest(maps: &[&HashMap<(u32, u32), i64>], system: u32) -> Option<i64> {
 }
 
 fn last_by_device(answer: &SqlAnswer) -> HashMap<(u32, u32), i64> {
-    let (systems, devices, times) = (
-        column_i64(answer, 0),
-        column_i64(answer, 1),
-        column_i64(answer, 2),
-    );
+    let (systems, devices, times) = (answer.i64s(0), answer.i64s(1), answer.i64s(2));
     let mut out = HashMap::new();
     for i in 0..systems.len() {
         if let (Some(Ok(s)), Some(Ok(d)), Some(t)) = (
@@ -598,77 +586,4 @@ fn last_by_device(answer: &SqlAnswer) -> HashMap<(u32, u32), i64> {
         }
     }
     out
-}
-
-fn column_i64(answer: &SqlAnswer, index: usize) -> Vec<Option<i64>> {
-    let mut out = Vec::new();
-    for batch in &answer.batches {
-        let column = batch.column(index);
-        match column.as_primitive_opt::<Int64Type>() {
-            Some(values) => out.extend(values.iter()),
-            None => out.extend((0..column.len()).map(|_| None)),
-        }
-    }
-    out
-}
-
-fn column_f64(answer: &SqlAnswer, index: usize) -> Vec<Option<f64>> {
-    let mut out = Vec::new();
-    for batch in &answer.batches {
-        let column = batch.column(index);
-        match column.as_primitive_opt::<Float64Type>() {
-            Some(values) => out.extend(values.iter()),
-            None => out.extend((0..column.len()).map(|_| None)),
-        }
-    }
-    out
-}
-
-fn column_strings(answer: &SqlAnswer, index: usize) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for batch in &answer.batches {
-        let column = batch.column(index);
-        if let Some(values) = column.as_string_opt::<i32>() {
-            out.extend(values.iter().map(|v| v.map(str::to_owned)));
-        } else if let Some(values) = column.as_string_view_opt() {
-            out.extend(values.iter().map(|v| v.map(str::to_owned)));
-        } else {
-            out.extend((0..column.len()).map(|_| None));
-        }
-    }
-    out
-}
-
-/// Runs the fleet checks every `every` and records each evaluation, until `stop` turns
-/// true. A failed round is logged and the next one runs as planned.
-pub async fn run_checks(
-    engine: std::sync::Arc<QueryEngine>,
-    registry: std::sync::Arc<Registry>,
-    every: std::time::Duration,
-    settings: CheckSettings,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
-        let now = sunfleet_engine::time::now_micros();
-        let round = async {
-            let check = engine.check_fleet(now, &settings).await?;
-            let changes = record(&registry, &check)?;
-            Ok::<_, QueryError>((check.findings.len(), changes))
-        };
-        match round.await {
-            Ok((findings, changes)) => {
-                tracing::info!(findings, ?changes, "fleet checks");
-            }
-            Err(error) => tracing::warn!(%error, "fleet checks failed; next round as planned"),
-        }
-    }
 }

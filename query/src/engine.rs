@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -60,6 +61,51 @@ pub struct SqlAnswer {
 impl SqlAnswer {
     pub fn rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Column `index` of every row as `i64` (`None` for NULL, or if the column is not
+    /// BIGINT: cast in the SQL).
+    pub fn i64s(&self, index: usize) -> Vec<Option<i64>> {
+        self.column(index, |c| {
+            c.as_primitive_opt::<Int64Type>()
+                .map(|v| v.iter().collect())
+        })
+    }
+
+    /// Column `index` as `f64` (DOUBLE in the SQL).
+    pub fn f64s(&self, index: usize) -> Vec<Option<f64>> {
+        self.column(index, |c| {
+            c.as_primitive_opt::<Float64Type>()
+                .map(|v| v.iter().collect())
+        })
+    }
+
+    /// Column `index` as text (VARCHAR in the SQL).
+    pub fn strings(&self, index: usize) -> Vec<Option<String>> {
+        self.column(index, |c| {
+            c.as_string_opt::<i32>()
+                .map(|v| v.iter().map(|s| s.map(str::to_owned)).collect())
+                .or_else(|| {
+                    c.as_string_view_opt()
+                        .map(|v| v.iter().map(|s| s.map(str::to_owned)).collect())
+                })
+        })
+    }
+
+    fn column<T>(
+        &self,
+        index: usize,
+        values: impl Fn(&dyn Array) -> Option<Vec<Option<T>>>,
+    ) -> Vec<Option<T>> {
+        let mut out = Vec::with_capacity(self.rows());
+        for batch in &self.batches {
+            let column = batch.column(index);
+            match values(column.as_ref()) {
+                Some(v) => out.extend(v),
+                None => out.extend((0..column.len()).map(|_| None)),
+            }
+        }
+        out
     }
 }
 

@@ -12,9 +12,11 @@
 pub mod bounds;
 pub mod catalog;
 pub mod checks;
+pub mod daily;
 pub mod engine;
 pub mod error;
 pub mod output;
+pub mod overview;
 pub mod registry;
 pub mod scope;
 pub mod series;

@@ -8,16 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Date32Type, TimestampMicrosecondType, UInt64Type};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use sunfleet_engine::store::ReadRequest;
 use sunfleet_engine::tables::Table;
 use sunfleet_engine::time::{CivilDate, MICROS_PER_DAY};
 
-use crate::engine::SqlAnswer;
 use crate::{QueryEngine, QueryError, Scope};
 
 const MINUTE_US: i64 = 60_000_000;
@@ -115,7 +113,7 @@ impl QueryEngine {
             message: format!("system {system} has an unknown time zone {zone_name:?}: {e}"),
         })?;
         let device = request.device_id.unwrap_or(0);
-        let stale = self.stale_rollup_days(system, request.start_us, request.end_us);
+        let stale = self.store().stale_rollup_days(system);
         let mut buckets: Vec<(i64, i64, u64)> = match request.granularity.fixed_width_us() {
             Some(width) => {
                 let start = request.start_us.div_euclid(width) * width;
@@ -188,35 +186,14 @@ impl QueryEngine {
                 &format!("SELECT time_zone FROM systems WHERE id = {system}"),
             )
             .await?;
-        first_string(&answer).ok_or(QueryError::NotFound {
-            what: format!("system {system}"),
-        })
-    }
-
-    /// UTC days around `[start, end)` whose rollups for `system` may not include every
-    /// reading: rows still buffered, or persisted but not rolled up yet.
-    pub fn stale_rollup_days(
-        &self,
-        system: u32,
-        start_us: i64,
-        end_us: i64,
-    ) -> BTreeSet<CivilDate> {
-        let snapshot = self.store().snapshot(&ReadRequest {
-            table: Table::Readings,
-            start_us: start_us - MICROS_PER_DAY,
-            end_us: end_us + MICROS_PER_DAY,
-            systems: Some([system].into_iter().collect()),
-        });
-        let mut days: BTreeSet<CivilDate> = snapshot.buffered.iter().map(|(d, _)| *d).collect();
-        days.extend(
-            snapshot
-                .manifest
-                .rollups_pending
-                .iter()
-                .filter(|p| p.systems.contains(system))
-                .map(|p| p.day),
-        );
-        days
+        answer
+            .strings(0)
+            .into_iter()
+            .flatten()
+            .next()
+            .ok_or(QueryError::NotFound {
+                what: format!("system {system}"),
+            })
     }
 
     /// Raw energy per bucket of `width` over `[start, end)`; only the stale days unless
@@ -432,10 +409,4 @@ fn local_label(zone: &TimeZone, micros: i64) -> String {
     Timestamp::from_microsecond(micros)
         .map(|t| zone.to_datetime(t).strftime("%Y-%m-%dT%H:%M").to_string())
         .unwrap_or_default()
-}
-
-fn first_string(answer: &SqlAnswer) -> Option<String> {
-    let batch = answer.batches.iter().find(|b| b.num_rows() > 0)?;
-    let column = batch.column(0).as_string_opt::<i32>()?;
-    (!column.is_null(0)).then(|| column.value(0).to_owned())
 }

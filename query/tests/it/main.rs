@@ -3,6 +3,7 @@
 
 mod checks;
 mod fleet;
+mod overview;
 mod series;
 mod slt;
 mod sql;

@@ -40,7 +40,7 @@ fn request(system: u32, granularity: Granularity) -> SeriesRequest {
 async fn totals_match_raw(layout: Layout) {
     let fleet = test_fleet(layout).await;
     // Settled, rollups answer every day; buffered, the days with new rows come from raw.
-    let stale = fleet.engine.stale_rollup_days(2, WINDOW.0, WINDOW.1);
+    let stale = fleet.store.stale_rollup_days(2);
     assert_eq!(stale.is_empty(), layout == Layout::Settled, "{stale:?}");
     for system in 1..=4 {
         let raw = raw_joules(&fleet, system, None).await as f64 / 3600.0;
