@@ -18,6 +18,7 @@ pub mod error;
 pub mod output;
 pub mod overview;
 pub mod registry;
+pub mod reports;
 pub mod scope;
 pub mod series;
 pub mod telemetry;

@@ -410,3 +410,44 @@ fn local_label(zone: &TimeZone, micros: i64) -> String {
         .map(|t| zone.to_datetime(t).strftime("%Y-%m-%dT%H:%M").to_string())
         .unwrap_or_default()
 }
+
+/// The bucket of `granularity` that holds a reading stamped `time_us` (its interval's end).
+pub(crate) fn bucket_of(
+    zone: &TimeZone,
+    granularity: Granularity,
+    time_us: i64,
+) -> Result<(i64, i64), QueryError> {
+    if let Some(width) = granularity.fixed_width_us() {
+        let start = (time_us - 1).div_euclid(width) * width;
+        return Ok((start, start + width));
+    }
+    let date = local_date(zone, time_us - 1)?;
+    let (first, next) = match granularity {
+        Granularity::Month => {
+            let first = date.first_of_month();
+            let next = first
+                .checked_add(jiff::Span::new().months(1))
+                .map_err(time_error)?;
+            (first, next)
+        }
+        _ => (date, next_day(date)?),
+    };
+    Ok((local_midnight(zone, first)?, local_midnight(zone, next)?))
+}
+
+/// RFC 3339 in the site's zone, `YYYY-MM-DDTHH:MM:SS+HH:MM`: the offset tells apart the
+/// hour that repeats when clocks go back.
+pub(crate) fn local_time_label(zone: &TimeZone, micros: i64) -> String {
+    let Ok(timestamp) = Timestamp::from_microsecond(micros) else {
+        return String::new();
+    };
+    let offset = zone.to_offset(timestamp).seconds();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let offset = offset.unsigned_abs();
+    format!(
+        "{}{sign}{:02}:{:02}",
+        zone.to_datetime(timestamp).strftime("%Y-%m-%dT%H:%M:%S"),
+        offset / 3600,
+        offset % 3600 / 60
+    )
+}

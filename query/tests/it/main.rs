@@ -4,6 +4,7 @@
 mod checks;
 mod fleet;
 mod overview;
+mod reports;
 mod series;
 mod slt;
 mod sql;
