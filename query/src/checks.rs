@@ -587,3 +587,35 @@ fn last_by_device(answer: &SqlAnswer) -> HashMap<(u32, u32), i64> {
     }
     out
 }
+
+/// Runs the fleet checks every `every` and records each evaluation, until `stop` turns
+/// true. A failed round is logged and the next one runs as planned.
+pub async fn run_checks(
+    engine: std::sync::Arc<QueryEngine>,
+    registry: std::sync::Arc<Registry>,
+    every: std::time::Duration,
+    settings: CheckSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let now = sunfleet_engine::time::now_micros();
+        let round = async {
+            let check = engine.check_fleet(now, &settings).await?;
+            let changes = record(&registry, &check)?;
+            Ok::<_, QueryError>((check.findings.len(), changes))
+        };
+        match round.await {
+            Ok((findings, changes)) => tracing::info!(findings, ?changes, "fleet checks"),
+            Err(error) => tracing::warn!(%error, "fleet checks failed; next round as planned"),
+        }
+    }
+}
