@@ -9,6 +9,7 @@
 //!   Arrow IPC results.
 //! - [`series`]: production series for graphs, from rollups and fresh raw readings.
 
+pub mod array_view;
 pub mod bounds;
 pub mod catalog;
 pub mod checks;
