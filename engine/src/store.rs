@@ -371,7 +371,8 @@ impl Store {
 
     /// UTC days whose rollups may not include every reading of `system` now: days with
     /// readings in the write buffer (of any system: the buffer does not index them by
-    /// system) and persisted days still waiting to be rolled up for it.
+    /// system), and the day before each (a reading stamped midnight ends that day's last
+    /// interval), and persisted days still waiting to be rolled up for it.
     pub fn stale_rollup_days(&self, system: u32) -> BTreeSet<CivilDate> {
         let state = lock(&self.state);
         let mut days: BTreeSet<CivilDate> = state
@@ -379,6 +380,7 @@ impl Store {
             .iter()
             .flat_map(|f| f.reading_days())
             .chain(state.active.reading_days())
+            .flat_map(|day| [day.add_days(-1), day])
             .collect();
         days.extend(
             state
@@ -460,7 +462,16 @@ impl Store {
             ..PersistReport::default()
         };
         let mut new_files = Vec::new();
+        // A reading stamped at midnight UTC ends the previous day's last interval: it
+        // changes that day's rollups too.
+        let mut midnight_readings: Vec<(CivilDate, RoaringBitmap)> = Vec::new();
         for (table, day, batches) in frozen.all_batches() {
+            if table == Table::Readings {
+                let systems = systems_at(&batches, day.start_micros())?;
+                if !systems.is_empty() {
+                    midnight_readings.push((day.add_days(-1), systems));
+                }
+            }
             let path = file_path(table, day, &format!("{generation:020}"));
             let entry = self
                 .write_file(table, day, generation, path, batches)
@@ -485,6 +496,9 @@ impl Store {
                 manifest.mark_pending(file.day, &file.systems);
             }
             manifest.files.push(file);
+        }
+        for (day, systems) in &midnight_readings {
+            manifest.mark_pending(*day, systems);
         }
         self.install_manifest(manifest, Vec::new(), |state| state.frozen = None)
             .await?;
@@ -775,6 +789,21 @@ pub(crate) fn file_path(table: Table, day: CivilDate, name: &str) -> String {
 }
 
 /// Keeps the rows inside the request's time range and systems.
+/// Systems with a reading stamped exactly `time_us` in `batches`.
+fn systems_at(batches: &[RecordBatch], time_us: i64) -> Result<RoaringBitmap, Error> {
+    let mut systems = RoaringBitmap::new();
+    for batch in batches {
+        let times = typed_column::<TimestampMicrosecondArray>(batch, Table::Readings, TIME)?;
+        let ids = typed_column::<UInt32Array>(batch, Table::Readings, SYSTEM_ID)?;
+        for (time, system) in times.values().iter().zip(ids.values()) {
+            if *time == time_us {
+                systems.insert(*system);
+            }
+        }
+    }
+    Ok(systems)
+}
+
 fn filter_rows(rows: &RecordBatch, request: &ReadRequest) -> Result<RecordBatch, Error> {
     let times = typed_column::<TimestampMicrosecondArray>(rows, request.table, TIME)?;
     let systems = typed_column::<UInt32Array>(rows, request.table, SYSTEM_ID)?;

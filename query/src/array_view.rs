@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use sunfleet_engine::time::MICROS_PER_DAY;
+
 use crate::{QueryEngine, QueryError, Scope};
 
 /// Longest range the array view sums from raw readings.
@@ -45,7 +47,7 @@ impl QueryEngine {
         start_us: i64,
         end_us: i64,
     ) -> Result<Vec<ArrayPanel>, QueryError> {
-        if start_us >= end_us || end_us - start_us > MAX_RANGE_DAYS * 86_400_000_000 {
+        if start_us >= end_us || end_us.saturating_sub(start_us) > MAX_RANGE_DAYS * MICROS_PER_DAY {
             return Err(QueryError::BadRequest {
                 message: format!(
                     "the array view covers a range of up to {MAX_RANGE_DAYS} days that ends after it starts"
@@ -53,7 +55,7 @@ impl QueryEngine {
             });
         }
         let exists = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!("SELECT count(*) FROM systems WHERE id = {system}"),
             )
@@ -64,7 +66,7 @@ impl QueryEngine {
             });
         }
         let arrays = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT id, name, tilt_deg, azimuth_deg, grid_rows, grid_columns FROM arrays
@@ -73,7 +75,7 @@ impl QueryEngine {
             )
             .await?;
         let devices = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT id, lpad(CAST(serial AS VARCHAR), 12, '0'), COALESCE(array_id, 0),
@@ -85,7 +87,7 @@ impl QueryEngine {
             )
             .await?;
         let production = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT CAST(device_id AS BIGINT), CAST(sum(energy_j) AS BIGINT),

@@ -3,6 +3,7 @@
 //! still applied to every row afterwards (the pushdown is inexact), so anything not
 //! understood here only costs reading more.
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
@@ -114,14 +115,28 @@ impl ScanBounds {
     }
 }
 
-/// The column an expression reads, through casts (a cast keeps an integer or time's value).
+/// The column an expression reads, through casts that keep every value distinct: integer
+/// widenings of `system_id`, and timestamps at microsecond precision or finer. (A cast to
+/// seconds would make `time = X` match a whole second, wider than the bounds taken here.)
 fn column_name(expr: &Expr) -> Option<&str> {
-    match expr {
-        Expr::Column(column) => Some(column.name.as_str()),
-        Expr::Cast(cast) => column_name(&cast.expr),
-        Expr::TryCast(cast) => column_name(&cast.expr),
-        _ => None,
-    }
+    let (inner, to) = match expr {
+        Expr::Column(column) => return Some(column.name.as_str()),
+        Expr::Cast(cast) => (&cast.expr, cast.field.data_type()),
+        Expr::TryCast(cast) => (&cast.expr, cast.field.data_type()),
+        _ => return None,
+    };
+    let name = column_name(inner)?;
+    let keeps_values = matches!(
+        (name, to),
+        (
+            SYSTEM_ID,
+            DataType::UInt32 | DataType::UInt64 | DataType::Int64
+        ) | (
+            TIME,
+            DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _)
+        )
+    );
+    keeps_values.then_some(name)
 }
 
 fn literal(expr: &Expr) -> Option<&ScalarValue> {
@@ -189,6 +204,22 @@ mod tests {
             col("system_id").eq(lit(2u32)),
         ]);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn only_casts_that_keep_values_apart_are_looked_through() {
+        use datafusion::arrow::datatypes::{DataType, TimeUnit};
+        use datafusion::logical_expr::cast;
+        let wide = cast(col("system_id"), DataType::Int64).eq(lit(7i64));
+        assert_eq!(
+            ScanBounds::from_filters(&[wide]).systems,
+            Some([7].into_iter().collect())
+        );
+        let seconds = cast(col("time"), DataType::Timestamp(TimeUnit::Second, None))
+            .eq(lit(ScalarValue::TimestampSecond(Some(10), None)));
+        assert_eq!(ScanBounds::from_filters(&[seconds]), ScanBounds::default());
+        let narrow = cast(col("system_id"), DataType::Int8).eq(lit(7i8));
+        assert_eq!(ScanBounds::from_filters(&[narrow]), ScanBounds::default());
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!
 //! [`record`] turns an evaluation into events that open and end, and system statuses.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -120,7 +120,8 @@ pub struct Finding {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FleetCheck {
     pub as_of_us: i64,
-    /// Systems that were judged (reporting, not deactivated), ascending.
+    /// Systems that were judged (past the first activation stage, not deactivated,
+    /// retired or unmonitored), ascending.
     pub systems: Vec<u32>,
     pub findings: Vec<Finding>,
 }
@@ -172,60 +173,49 @@ impl QueryEngine {
     ) -> Result<FleetCheck, QueryError> {
         let systems = self.judged_systems().await?;
         let since = as_of_us - settings.lookback_us;
-        let window = |table: &str, extra: &str| {
+        let latest = |table: &str| {
             format!(
                 "SELECT CAST(system_id AS BIGINT), CAST(device_id AS BIGINT), CAST(max(time) AS BIGINT)
                  FROM {table}
-                 WHERE time > to_timestamp_micros({since}) AND time <= to_timestamp_micros({as_of_us}) {extra}
+                 WHERE time > to_timestamp_micros({since}) AND time <= to_timestamp_micros({as_of_us})
                  GROUP BY 1, 2"
             )
         };
-        // Latest data per device, by kind of device.
-        let micro_last = last_by_device(&self.sql(&Scope::Fleet, &window("readings", "")).await?);
-        let meter_last = last_by_device(
+        let micros = LatestData::from(
             &self
-                .sql(&Scope::Fleet, &window("meter_readings", ""))
+                .internal_sql(&Scope::Fleet, &latest("readings"))
                 .await?,
         );
-        let battery_last = last_by_device(
+        let meters = LatestData::from(
             &self
-                .sql(&Scope::Fleet, &window("battery_readings", ""))
+                .internal_sql(&Scope::Fleet, &latest("meter_readings"))
                 .await?,
         );
-        let devices = self
-            .sql(
-                &Scope::Fleet,
-                "SELECT system_id, id, kind, serial FROM devices
-                 WHERE state <> 'retired' AND kind <> 'gateway'",
-            )
-            .await?;
-        let mut findings = Vec::new();
-        let latest = |map: &HashMap<(u32, u32), i64>, system: u32| {
-            map.iter()
-                .filter(|((s, _), _)| *s == system)
-                .map(|(_, t)| *t)
+        let batteries = LatestData::from(
+            &self
+                .internal_sql(&Scope::Fleet, &latest("battery_readings"))
+                .await?,
+        );
+        let any_data = |system: u32| {
+            [&micros, &meters, &batteries]
+                .into_iter()
+                .filter_map(|data| data.of_system.get(&system).copied())
                 .max()
         };
-        let mut silent = std::collections::HashSet::new();
+        let judged: HashSet<u32> = systems.iter().map(|s| s.id).collect();
+        let mut findings = Vec::new();
+        let mut silent = HashSet::new();
         for system in &systems {
-            let id = system.id;
-            let any = [
-                latest(&micro_last, id),
-                latest(&meter_last, id),
-                latest(&battery_last, id),
-            ]
-            .into_iter()
-            .flatten()
-            .max();
-            if any.is_none_or(|last| as_of_us - last > settings.gateway_silence_us) {
-                silent.insert(id);
+            let last = any_data(system.id);
+            if last.is_none_or(|last| as_of_us - last > settings.gateway_silence_us) {
+                silent.insert(system.id);
                 findings.push(Finding {
-                    system_id: id,
+                    system_id: system.id,
                     device_id: None,
                     condition: Condition::GatewayNotReporting,
-                    started_us: any.unwrap_or(since),
-                    details: match any {
-                        Some(_) => "no data since the start time".to_owned(),
+                    started_us: last.unwrap_or(since),
+                    details: match last {
+                        Some(last) => format!("no data for {} hours", (as_of_us - last) / HOUR_US),
                         None => {
                             format!("no data in the past {} days", settings.lookback_us / DAY_US)
                         }
@@ -233,41 +223,43 @@ impl QueryEngine {
                 });
             }
         }
-        let kinds = devices.strings(2);
-        let ids = devices.i64s(1);
-        let owners = devices.i64s(0);
-        let serials = devices.i64s(3);
+        let devices = self
+            .internal_sql(
+                &Scope::Fleet,
+                "SELECT system_id, id, kind, serial FROM devices
+                 WHERE state <> 'retired' AND kind <> 'gateway'",
+            )
+            .await?;
+        let (owners, ids, kinds, serials) = (
+            devices.i64s(0),
+            devices.i64s(1),
+            devices.strings(2),
+            devices.i64s(3),
+        );
         for (((system, device), kind), serial) in owners.iter().zip(&ids).zip(&kinds).zip(&serials)
         {
-            let (Some(system), Some(device), Some(kind)) = (system, device, kind) else {
+            let (Some(Ok(system)), Some(Ok(device)), Some(kind)) =
+                (system.map(u32::try_from), device.map(u32::try_from), kind)
+            else {
                 continue;
             };
-            let (Ok(system), Ok(device)) = (u32::try_from(*system), u32::try_from(*device)) else {
-                continue;
-            };
-            if silent.contains(&system) || !systems.iter().any(|s| s.id == system) {
+            if silent.contains(&system) || !judged.contains(&system) {
                 continue;
             }
+            // A microinverter is compared with its siblings (they all sleep at night); a meter
+            // or a battery, which report around the clock, with anything from the system.
             let (own, reference, condition) = match kind.as_str() {
                 "microinverter" => (
-                    &micro_last,
-                    latest(&micro_last, system),
+                    &micros,
+                    micros.of_system.get(&system).copied(),
                     Condition::MicroNotReporting,
                 ),
-                "meter" => (
-                    &meter_last,
-                    all_latest(&[&micro_last, &meter_last, &battery_last], system),
-                    Condition::MeterNotReporting,
-                ),
-                "battery" => (
-                    &battery_last,
-                    all_latest(&[&micro_last, &meter_last, &battery_last], system),
-                    Condition::BatteryNotReporting,
-                ),
+                "meter" => (&meters, any_data(system), Condition::MeterNotReporting),
+                "battery" => (&batteries, any_data(system), Condition::BatteryNotReporting),
                 _ => continue,
             };
             let Some(reference) = reference else { continue };
-            let last = own.get(&(system, device)).copied();
+            let last = own.of_device.get(&(system, device)).copied();
             if last.is_none_or(|t| reference - t > settings.device_lag_us) {
                 findings.push(Finding {
                     system_id: system,
@@ -279,8 +271,11 @@ impl QueryEngine {
             }
         }
         findings.extend(self.reversed_meters(as_of_us, &silent).await?);
-        findings.extend(self.open_device_events(since, as_of_us).await?);
+        findings.extend(self.open_device_events(as_of_us).await?);
         findings.extend(self.production_issues(&systems, as_of_us).await?);
+        // Only judged systems get events and statuses: a system not yet reporting, or
+        // deactivated, is left as it is.
+        findings.retain(|f| judged.contains(&f.system_id));
         findings.sort_by_key(|f| (f.system_id, f.condition, f.device_id));
         Ok(FleetCheck {
             as_of_us,
@@ -291,7 +286,7 @@ impl QueryEngine {
 
     async fn judged_systems(&self) -> Result<Vec<SystemRow>, QueryError> {
         let answer = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 "SELECT id, time_zone, CAST(threshold_pct AS DOUBLE), threshold_days,
                         annual_degradation_pct, operational_date
@@ -328,11 +323,11 @@ impl QueryEngine {
     async fn reversed_meters(
         &self,
         as_of_us: i64,
-        silent: &std::collections::HashSet<u32>,
+        silent: &HashSet<u32>,
     ) -> Result<Vec<Finding>, QueryError> {
         let since = as_of_us - DAY_US;
         let answer = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 &format!(
                     "SELECT CAST(m.system_id AS BIGINT), CAST(m.device_id AS BIGINT),
@@ -379,14 +374,11 @@ impl QueryEngine {
     }
 
     /// Device events whose latest report on a device raised them; one finding per system
-    /// and event, over all its devices.
-    async fn open_device_events(
-        &self,
-        since: i64,
-        as_of_us: i64,
-    ) -> Result<Vec<Finding>, QueryError> {
+    /// and event, over all its devices. The whole history counts (events are rare): a GFI
+    /// latched weeks ago is still open.
+    async fn open_device_events(&self, as_of_us: i64) -> Result<Vec<Finding>, QueryError> {
         let answer = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 &format!(
                     "SELECT CAST(system_id AS BIGINT), CAST(event_number AS BIGINT),
@@ -395,7 +387,7 @@ impl QueryEngine {
                                   last_value(raised ORDER BY time) AS raised,
                                   max(time) AS raised_at
                            FROM device_events
-                           WHERE time > to_timestamp_micros({since}) AND time <= to_timestamp_micros({as_of_us})
+                           WHERE time <= to_timestamp_micros({as_of_us})
                            GROUP BY 1, 2, 3)
                      WHERE raised
                      GROUP BY 1, 2"
@@ -422,7 +414,7 @@ impl QueryEngine {
                 system_id: system,
                 device_id: None,
                 condition: Condition::DeviceEvent(kind),
-                started_us: starts[i].unwrap_or(since),
+                started_us: starts[i].unwrap_or(as_of_us),
                 details: format!("{} device(s)", devices[i].unwrap_or(0)),
             });
         }
@@ -439,7 +431,7 @@ impl QueryEngine {
         // The window must lie within the system's history here: days before its first data
         // are unknown, not zero.
         let first_days = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 "SELECT CAST(system_id AS BIGINT), CAST(min(local_date) AS VARCHAR)
                  FROM rollup_day WHERE device_id = 0 GROUP BY 1",
@@ -517,9 +509,9 @@ impl QueryEngine {
     }
 
     /// Each system's twelve monthly estimates (kWh): its own, or the sum of its arrays'.
-    pub async fn monthly_estimates(&self) -> Result<HashMap<u32, [f64; 12]>, QueryError> {
+    pub(crate) async fn monthly_estimates(&self) -> Result<HashMap<u32, [f64; 12]>, QueryError> {
         let answer = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 "SELECT e.system_id, e.month, sum(e.energy_kwh)
                  FROM production_estimates e JOIN systems s ON s.id = e.system_id
@@ -567,25 +559,30 @@ pub fn record(registry: &Registry, check: &FleetCheck) -> Result<ConditionChange
     Ok(registry.record_conditions(&systems, &found, &statuses, check.as_of_us)?)
 }
 
-fn all_latest(maps: &[&HashMap<(u32, u32), i64>], system: u32) -> Option<i64> {
-    maps.iter()
-        .flat_map(|m| m.iter().filter(|((s, _), _)| *s == system).map(|(_, t)| *t))
-        .max()
+/// The newest data time of each device and of each system, in one table.
+struct LatestData {
+    of_device: HashMap<(u32, u32), i64>,
+    of_system: HashMap<u32, i64>,
 }
 
-fn last_by_device(answer: &SqlAnswer) -> HashMap<(u32, u32), i64> {
-    let (systems, devices, times) = (answer.i64s(0), answer.i64s(1), answer.i64s(2));
-    let mut out = HashMap::new();
-    for i in 0..systems.len() {
-        if let (Some(Ok(s)), Some(Ok(d)), Some(t)) = (
-            systems[i].map(u32::try_from),
-            devices[i].map(u32::try_from),
-            times[i],
-        ) {
-            out.insert((s, d), t);
+impl From<&SqlAnswer> for LatestData {
+    fn from(answer: &SqlAnswer) -> Self {
+        let mut data = LatestData {
+            of_device: HashMap::new(),
+            of_system: HashMap::new(),
+        };
+        let (systems, devices, times) = (answer.i64s(0), answer.i64s(1), answer.i64s(2));
+        for ((system, device), time) in systems.into_iter().zip(devices).zip(times) {
+            if let (Some(Ok(system)), Some(Ok(device)), Some(time)) =
+                (system.map(u32::try_from), device.map(u32::try_from), time)
+            {
+                data.of_device.insert((system, device), time);
+                let newest = data.of_system.entry(system).or_insert(time);
+                *newest = (*newest).max(time);
+            }
         }
+        data
     }
-    out
 }
 
 /// Runs the fleet checks every `every` and records each evaluation, until `stop` turns

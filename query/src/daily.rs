@@ -26,7 +26,7 @@ impl QueryEngine {
     /// The systems `scope` sees with their time zones (an unknown zone reads as UTC).
     pub async fn system_zones(&self, scope: &Scope) -> Result<Vec<SystemZone>, QueryError> {
         let answer = self
-            .sql(scope, "SELECT id, time_zone FROM systems ORDER BY id")
+            .internal_sql(scope, "SELECT id, time_zone FROM systems ORDER BY id")
             .await?;
         Ok(answer
             .i64s(0)
@@ -45,7 +45,7 @@ impl QueryEngine {
 
     /// Production of `systems` per local date, for the dates from the one holding
     /// `from_us` to the one holding `until_us - 1`.
-    pub async fn daily_energy(
+    pub(crate) async fn daily_energy(
         &self,
         systems: &[SystemZone],
         from_us: i64,
@@ -64,7 +64,7 @@ impl QueryEngine {
         // Local days reach up to 14 hours either side of the UTC ones.
         let (span_from, span_until) = (from_us - MICROS_PER_DAY, until_us + MICROS_PER_DAY);
         let rolled = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 &format!(
                     "SELECT CAST(system_id AS BIGINT), CAST(local_date AS VARCHAR), CAST(energy_j AS DOUBLE)
@@ -113,7 +113,7 @@ impl QueryEngine {
             let raw_from = first.start_micros() - MICROS_PER_DAY;
             let raw_until = last.start_micros() + 2 * MICROS_PER_DAY;
             let raw = self
-                .sql(
+                .internal_sql(
                     &Scope::Fleet,
                     &format!(
                         "SELECT CAST(system_id AS BIGINT), CAST(time AS BIGINT), CAST(sum(energy_j) AS DOUBLE)

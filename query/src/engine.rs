@@ -179,9 +179,28 @@ impl QueryEngine {
     /// Runs one SQL query for `scope` on the query threads, within the time limit and the
     /// result caps. Statements that would write, create or configure anything are refused.
     pub async fn sql(&self, scope: &Scope, sql: &str) -> Result<SqlAnswer, QueryError> {
+        let caps = (self.config.max_result_rows, self.config.max_result_bytes);
+        self.run(scope, sql, caps).await
+    }
+
+    /// [`QueryEngine::sql`] for this crate's own queries (checks, series, reports), whose
+    /// results are sized by the fleet rather than by an analyst: no result caps.
+    pub(crate) async fn internal_sql(
+        &self,
+        scope: &Scope,
+        sql: &str,
+    ) -> Result<SqlAnswer, QueryError> {
+        self.run(scope, sql, (u64::MAX, u64::MAX)).await
+    }
+
+    async fn run(
+        &self,
+        scope: &Scope,
+        sql: &str,
+        (max_rows, max_bytes): (u64, u64),
+    ) -> Result<SqlAnswer, QueryError> {
         let context = self.session(scope)?;
         let sql = sql.to_owned();
-        let (max_rows, max_bytes) = (self.config.max_result_rows, self.config.max_result_bytes);
         let timeout = self.config.timeout;
         let run = async move {
             let plan = context.state().create_logical_plan(&sql).await?;

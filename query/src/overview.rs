@@ -94,7 +94,7 @@ impl QueryEngine {
         let daily = self.daily_energy(&zones, recent_from, as_of_us).await?;
         // Lifetime: rollups before the recent days, then the recent days as `daily` has them.
         let lifetime = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT CAST(system_id AS BIGINT), CAST(local_date AS VARCHAR), CAST(energy_j AS DOUBLE)
@@ -118,7 +118,7 @@ impl QueryEngine {
             }
         }
         let last = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT CAST(system_id AS BIGINT), CAST(max(time) AS BIGINT) FROM (
@@ -139,7 +139,7 @@ impl QueryEngine {
             .collect();
         let estimates = self.monthly_estimates().await?;
         let operational = self
-            .sql(
+            .internal_sql(
                 scope,
                 "SELECT id, operational_date, annual_degradation_pct FROM systems",
             )

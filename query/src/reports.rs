@@ -1,8 +1,7 @@
 //! Reports (S3) as CSV: site production, site consumption, energy meter data and monthly
 //! production, over a chosen range and granularity. Every column names its unit; times are
 //! the site's local times with their UTC offset (and the zone in its own column), so a
-//! spreadsheet shows what the installer saw on the graphs. Rows are written to the output
-//! as they are made.
+//! spreadsheet shows what the installer saw on the graphs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -122,7 +121,7 @@ impl QueryEngine {
         system: u32,
     ) -> Result<(String, TimeZone), QueryError> {
         let answer = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!("SELECT time_zone FROM systems WHERE id = {system}"),
             )
@@ -150,7 +149,7 @@ impl QueryEngine {
         // Interval energy (J, so sums do not depend on their order) of the consumption meter
         // (net mode: import positive) and of the microinverters, at each reading time.
         let meters = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT CAST(time AS BIGINT), CAST(meter_kind AS BIGINT),
@@ -163,7 +162,7 @@ impl QueryEngine {
             )
             .await?;
         let produced = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT CAST(time AS BIGINT), CAST(sum(energy_j) AS BIGINT)
@@ -264,7 +263,7 @@ impl QueryEngine {
         let (zone_name, zone) = self.system_zone(scope, request.system_id).await?;
         let (system, start, end) = (request.system_id, request.start_us, request.end_us);
         let answer = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!(
                     "SELECT CAST(time AS BIGINT) AS t, lpad(CAST(serial AS VARCHAR), 12, '0') AS s,

@@ -8,8 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{Date32Type, TimestampMicrosecondType, UInt64Type};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -117,7 +115,7 @@ impl QueryEngine {
         let mut buckets: Vec<(i64, i64, u64)> = match request.granularity.fixed_width_us() {
             Some(width) => {
                 let start = request.start_us.div_euclid(width) * width;
-                let end = (request.end_us + width - 1).div_euclid(width) * width;
+                let end = request.end_us.saturating_add(width - 1).div_euclid(width) * width;
                 let mut energy = self
                     .raw_buckets(
                         system,
@@ -181,7 +179,7 @@ impl QueryEngine {
 
     async fn system_time_zone(&self, scope: &Scope, system: u32) -> Result<String, QueryError> {
         let answer = self
-            .sql(
+            .internal_sql(
                 scope,
                 &format!("SELECT time_zone FROM systems WHERE id = {system}"),
             )
@@ -229,22 +227,20 @@ impl QueryEngine {
                 .map(|d| format!(" AND device_id = {d}"))
                 .unwrap_or_default();
             let answer = self
-                .sql(
+                .internal_sql(
                     &Scope::Fleet,
                     &format!(
-                        "SELECT time, sum(energy_j) AS joules FROM readings
+                        "SELECT CAST(time AS BIGINT), CAST(sum(energy_j) AS BIGINT) FROM readings
                          WHERE system_id = {system}{device_filter}
                            AND time > to_timestamp_micros({s}) AND time <= to_timestamp_micros({e})
                          GROUP BY time"
                     ),
                 )
                 .await?;
-            for batch in &answer.batches {
-                let times = batch.column(0).as_primitive::<TimestampMicrosecondType>();
-                let joules = batch.column(1).as_primitive::<UInt64Type>();
-                for i in 0..batch.num_rows() {
-                    let bucket = (times.value(i) - 1).div_euclid(width) * width;
-                    *buckets.entry(bucket).or_default() += joules.value(i);
+            for (time, joules) in answer.i64s(0).into_iter().zip(answer.i64s(1)) {
+                if let (Some(time), Some(joules)) = (time, joules) {
+                    let bucket = (time - 1).div_euclid(width) * width;
+                    *buckets.entry(bucket).or_default() += joules.unsigned_abs();
                 }
             }
         }
@@ -260,22 +256,21 @@ impl QueryEngine {
         end: i64,
     ) -> Result<Vec<(i64, u64)>, QueryError> {
         let answer = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 &format!(
-                    "SELECT time, energy_j FROM {table}
+                    "SELECT CAST(time AS BIGINT), CAST(energy_j AS BIGINT) FROM {table}
                      WHERE system_id = {system} AND device_id = {device}
                        AND time >= to_timestamp_micros({start}) AND time < to_timestamp_micros({end})"
                 ),
             )
             .await?;
-        let mut rows = Vec::new();
-        for batch in &answer.batches {
-            let times = batch.column(0).as_primitive::<TimestampMicrosecondType>();
-            let joules = batch.column(1).as_primitive::<UInt64Type>();
-            rows.extend((0..batch.num_rows()).map(|i| (times.value(i), joules.value(i))));
-        }
-        Ok(rows)
+        Ok(answer
+            .i64s(0)
+            .into_iter()
+            .zip(answer.i64s(1))
+            .filter_map(|(time, joules)| Some((time?, joules?.unsigned_abs())))
+            .collect())
     }
 
     /// Site-local days overlapping the request: from `rollup_day` where fresh, from raw
@@ -308,27 +303,24 @@ impl QueryEngine {
                 .any(|d| d.start_micros() < end && d.start_micros() + MICROS_PER_DAY > start)
         };
         let answer = self
-            .sql(
+            .internal_sql(
                 &Scope::Fleet,
                 &format!(
-                    "SELECT local_date, energy_j FROM rollup_day
+                    "SELECT CAST(local_date AS VARCHAR), CAST(energy_j AS BIGINT) FROM rollup_day
                      WHERE system_id = {system} AND device_id = {device}
                        AND time >= to_timestamp_micros({span_start}) AND time < to_timestamp_micros({span_end})"
                 ),
             )
             .await?;
-        for batch in &answer.batches {
-            let dates = batch.column(0).as_primitive::<Date32Type>();
-            let joules = batch.column(1).as_primitive::<UInt64Type>();
-            for i in 0..batch.num_rows() {
-                let date = Date::constant(1970, 1, 1)
-                    .checked_add(jiff::Span::new().days(i64::from(dates.value(i))))
-                    .map_err(time_error)?;
-                if let Some(entry) = days.get_mut(&date)
-                    && !is_stale((entry.0, entry.1))
-                {
-                    entry.2 = joules.value(i);
-                }
+        for (date, joules) in answer.strings(0).into_iter().zip(answer.i64s(1)) {
+            let (Some(Ok(date)), Some(joules)) = (date.as_deref().map(str::parse::<Date>), joules)
+            else {
+                continue;
+            };
+            if let Some(entry) = days.get_mut(&date)
+                && !is_stale((entry.0, entry.1))
+            {
+                entry.2 = joules.unsigned_abs();
             }
         }
         let stale_days: Vec<Date> = days

@@ -34,8 +34,8 @@ const MANUAL_STATUSES: &[&str] = &["deactivated", "retired", "not_monitored"];
 
 impl Registry {
     /// Records one evaluation of `systems` at `now_us`: `found` are the conditions present
-    /// now, `statuses` each system's resulting status. Open events of these systems that
-    /// were not found again end at `now_us`. One transaction.
+    /// now (of these systems only), `statuses` each system's resulting status. Open events
+    /// of these systems that were not found again end at `now_us`. One transaction.
     pub fn record_conditions(
         &self,
         systems: &[i64],
@@ -46,7 +46,9 @@ impl Registry {
         let evaluated: HashSet<i64> = systems.iter().copied().collect();
         self.transaction("recording fleet checks", |tx| {
             let context = || "recording fleet checks".to_owned();
+            // Open events by key; a key open twice (never written by this code) ends as well.
             let mut open: HashMap<(i64, Option<i64>, String), i64> = HashMap::new();
+            let mut duplicates = Vec::new();
             {
                 let mut statement = tx
                     .prepare("SELECT id, system_id, device_id, code FROM events WHERE ended_us IS NULL")
@@ -58,13 +60,15 @@ impl Registry {
                     .map_err(sql_error(context()))?;
                 for row in rows {
                     let (id, system, device, code) = row.map_err(sql_error(context()))?;
-                    if evaluated.contains(&system) {
-                        open.insert((system, device, code), id);
+                    if evaluated.contains(&system)
+                        && let Some(older) = open.insert((system, device, code), id)
+                    {
+                        duplicates.push(older);
                     }
                 }
             }
             let mut changes = ConditionChanges::default();
-            for condition in found {
+            for condition in found.iter().filter(|c| evaluated.contains(&c.system_id)) {
                 let key = (condition.system_id, condition.device_id, condition.code.clone());
                 if open.remove(&key).is_none() {
                     tx.execute(
@@ -83,17 +87,17 @@ impl Registry {
                     changes.opened += 1;
                 }
             }
-            for id in open.values() {
+            for id in open.values().chain(&duplicates) {
                 tx.execute("UPDATE events SET ended_us = ?2 WHERE id = ?1", params![id, now_us])
                     .map_err(sql_error(context()))?;
                 changes.ended += 1;
             }
+            let manual = MANUAL_STATUSES
+                .iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
             for (system, status) in statuses {
-                let manual = MANUAL_STATUSES
-                    .iter()
-                    .map(|s| format!("'{s}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 changes.statuses_changed += tx
                     .execute(
                         &format!(

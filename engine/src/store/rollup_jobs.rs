@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use arrow::array::{BooleanArray, Date32Array, UInt32Array};
+use arrow::array::{BooleanArray, Date32Array, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use roaring::RoaringBitmap;
@@ -17,7 +17,7 @@ use crate::rollups::{
     bucket_rollups, calendar_rollups, imported_day_rows, local_days_touching, month_of,
 };
 use crate::scan::{Systems, read_files};
-use crate::tables::{LOCAL_DATE, SYSTEM_ID, Table};
+use crate::tables::{LOCAL_DATE, SYSTEM_ID, TIME, Table};
 use crate::time::CivilDate;
 
 /// What [`Store::import_daily_totals`] did.
@@ -68,10 +68,19 @@ impl Store {
     ) -> Result<(), Error> {
         let day = pending.day;
         let systems = Systems::Set(&pending.systems);
-        let raw_files = manifest.files_of(Table::Readings, day, day);
+        // The day's buckets hold the readings stamped in (midnight, next midnight]: a reading
+        // is stamped with its interval's end. The one at the next midnight is stored with
+        // the next day; the one at this midnight belongs to the day before.
+        let (start, end) = (day.start_micros(), day.add_days(1).start_micros());
+        let raw_files: Vec<_> = manifest
+            .files_of(Table::Readings, day, day.add_days(1))
+            .into_iter()
+            .filter(|f| f.day == day || f.min_time_us <= end)
+            .collect();
         let raw = read_files(&self.storage, &raw_files, systems).await?;
         let (quarter, hour) = tokio::task::spawn_blocking(move || {
             let readings = sort_dedup(Table::Readings, &raw)?;
+            let readings = rows_stamped_in(&readings, start, end)?;
             Ok::<_, Error>((
                 bucket_rollups(Table::Rollup15m, &readings)?,
                 bucket_rollups(Table::RollupHour, &readings)?,
@@ -249,6 +258,20 @@ fn rows_of_local_date(rows: &RecordBatch, date: CivilDate) -> Result<RecordBatch
         .collect();
     filter_record_batch(rows, &keep).map_err(|source| Error::Arrow {
         context: format!("rollup_day rows of {date}"),
+        source,
+    })
+}
+
+/// The readings stamped in `(start, end]`.
+fn rows_stamped_in(readings: &RecordBatch, start: i64, end: i64) -> Result<RecordBatch, Error> {
+    let times = typed_column::<TimestampMicrosecondArray>(readings, Table::Readings, TIME)?;
+    let keep: BooleanArray = times
+        .values()
+        .iter()
+        .map(|&t| Some(t > start && t <= end))
+        .collect();
+    filter_record_batch(readings, &keep).map_err(|source| Error::Arrow {
+        context: "selecting a day's readings".to_owned(),
         source,
     })
 }

@@ -173,3 +173,62 @@ async fn a_microinverter_series_and_what_a_scope_may_not_see() {
         Err(QueryError::BadRequest { .. })
     ));
 }
+
+/// Sites in the Americas, Asia and Oceania produce across midnight UTC: a reading stamped
+/// 00:00 belongs to the last bucket of the previous UTC day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_across_midnight_utc_add_up_everywhere() {
+    use sunfleet_fixtures::{Fleet, FleetConfig};
+    let config = FleetConfig::new(
+        21,
+        40,
+        sunfleet_engine::time::CivilDate::from_ymd(2026, 6, 1).unwrap(),
+        2,
+    );
+    for layout in [Layout::Settled, Layout::Buffered] {
+        let fleet = crate::fleet::build(&Fleet::new(config.clone()), layout).await;
+        let at_midnight = fleet
+            .sql(
+                &Scope::Fleet,
+                "SELECT DISTINCT system_id FROM readings
+                 WHERE time = '2026-06-02T00:00:00Z' AND energy_j > 0 ORDER BY 1",
+            )
+            .await;
+        let systems: Vec<u32> = at_midnight
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::UInt32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert!(
+            !systems.is_empty(),
+            "no system produces at midnight UTC: change the seed"
+        );
+        for system in systems.into_iter().take(3) {
+            let raw = raw_joules(&fleet, system, None).await as f64 / 3600.0;
+            for granularity in [
+                Granularity::FifteenMinutes,
+                Granularity::Hour,
+                Granularity::Day,
+            ] {
+                let mut request = request(system, granularity);
+                request.start_us = config.window_start_us() - 86_400_000_000;
+                request.end_us = config.window_end_us() + 86_400_000_000;
+                let series = fleet
+                    .engine
+                    .production_series(&Scope::Fleet, &request)
+                    .await
+                    .unwrap();
+                let total: f64 = series.points.iter().map(|p| p.energy_wh).sum();
+                assert!(
+                    (total - raw).abs() < 1e-6,
+                    "{layout:?} system {system} {granularity:?}: {total} vs {raw}"
+                );
+            }
+        }
+    }
+}
