@@ -1,22 +1,19 @@
 //! The tables a session offers, scoped. Under a company or owner scope every table is a
-//! view over the unscoped provider with the scope's filter; the unscoped providers are
-//! never in the catalog, so no SQL can reach around the filter.
+//! scoped copy of its provider that selects the allowed rows itself, below any expression
+//! of the query (so not even a failing expression runs on another company's rows); the
+//! unscoped providers are never in a scoped catalog.
 
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
-use datafusion::catalog::default_table_source::provider_as_source;
-use datafusion::datasource::ViewTable;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, in_subquery};
-use datafusion::prelude::{SessionContext, col, lit};
-use roaring::RoaringBitmap;
+use datafusion::prelude::SessionContext;
 use sunfleet_engine::registry::{Registry, SQL_TABLES};
 use sunfleet_engine::store::Store;
 use sunfleet_engine::tables::{SYSTEM_ID, Table};
 
 use crate::QueryError;
-use crate::registry::RegistryTable;
+use crate::registry::{RegistryTable, RowScope};
 use crate::scope::Scope;
 use crate::telemetry::TelemetryTable;
 
@@ -45,102 +42,65 @@ impl Tables {
     pub fn register(&self, context: &SessionContext, scope: &Scope) -> Result<()> {
         for table in &self.telemetry {
             let name = table.table().name();
-            let filter = scope.systems().map(|s| system_in(SYSTEM_ID, s, lit));
-            register(context, name, Arc::clone(table) as _, filter)?;
+            let provider: Arc<dyn TableProvider> = match scope.systems_shared() {
+                Some(systems) => Arc::new(table.scoped(systems)),
+                None => Arc::clone(table) as _,
+            };
+            context.register_table(name, provider)?;
         }
         for table in &self.registry {
-            let filter = self.registry_filter(table.name(), scope)?;
-            register(context, table.name(), Arc::clone(table) as _, filter)?;
+            let provider: Arc<dyn TableProvider> = match registry_scope(table.name(), scope) {
+                None => Arc::clone(table) as _,
+                Some(rows) => Arc::new(table.scoped(rows)),
+            };
+            context.register_table(table.name(), provider)?;
         }
         Ok(())
     }
-
-    fn registry_table(&self, name: &str) -> Result<Arc<dyn TableProvider>> {
-        self.registry
-            .iter()
-            .find(|t| t.name() == name)
-            .map(|t| Arc::clone(t) as _)
-            .ok_or_else(|| {
-                datafusion::error::DataFusionError::Plan(format!("no registry table {name}"))
-            })
-    }
-
-    /// `SELECT <column> FROM <table> WHERE <filter>`, unscoped, for a scope's subqueries.
-    fn select(&self, table: &str, column: &str, filter: Expr) -> Result<Arc<LogicalPlan>> {
-        Ok(Arc::new(
-            LogicalPlanBuilder::scan(table, provider_as_source(self.registry_table(table)?), None)?
-                .filter(filter)?
-                .project(vec![col(column)])?
-                .build()?,
-        ))
-    }
-
-    /// The rows of a registry table a scope may see; `None` for all.
-    fn registry_filter(&self, table: &str, scope: &Scope) -> Result<Option<Expr>> {
-        let Some(systems) = scope.systems() else {
-            return Ok(None);
-        };
-        let system_ids = |column: &str| system_in(column, systems, |id| lit(i64::from(id)));
-        Ok(Some(match table {
-            "systems" => system_ids("id"),
-            "subcontractor_grants"
-            | "arrays"
-            | "devices"
-            | "production_estimates"
-            | "activation_steps"
-            | "events"
-            | "service_requests" => system_ids(SYSTEM_ID),
-            "gateway_tasks" => in_subquery(
-                col("gateway_id"),
-                self.select("devices", "id", system_ids(SYSTEM_ID))?,
-            ),
-            "owners" => in_subquery(
-                col("id"),
-                self.select("systems", "owner_id", system_ids("id"))?,
-            ),
-            "companies" => match scope {
-                Scope::Company { companies, .. } => {
-                    col("id").in_list(companies.iter().map(|&c| lit(c)).collect(), false)
-                }
-                _ => in_subquery(
-                    col("id"),
-                    self.select("systems", "installer_id", system_ids("id"))?,
-                ),
-            },
-            "users" => match scope {
-                Scope::Company { company_id, .. } => col("company_id").eq(lit(*company_id)),
-                Scope::Owner { owner_id, .. } => col("owner_id").eq(lit(*owner_id)),
-                Scope::Fleet => lit(true),
-            },
-            // A table without a rule shows nothing under a scope.
-            _ => lit(false),
-        }))
-    }
 }
 
-fn register(
-    context: &SessionContext,
-    name: &str,
-    provider: Arc<dyn TableProvider>,
-    filter: Option<Expr>,
-) -> Result<()> {
-    let table: Arc<dyn TableProvider> = match filter {
-        None => provider,
-        Some(filter) => {
-            let plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?
-                .filter(filter)?
-                .build()?;
-            Arc::new(ViewTable::new(plan, None))
-        }
+/// The rows of a registry table a scope may see; `None` for all.
+fn registry_scope(table: &str, scope: &Scope) -> Option<RowScope> {
+    let systems = scope.systems_shared()?;
+    let of_systems = |column| RowScope::OfSystems {
+        column,
+        systems: Arc::clone(&systems),
     };
-    context.register_table(name, table)?;
-    Ok(())
-}
-
-/// `column IN (systems)`; false for no systems.
-fn system_in(column: &str, systems: &RoaringBitmap, literal: impl Fn(u32) -> Expr) -> Expr {
-    if systems.is_empty() {
-        return lit(false);
-    }
-    col(column).in_list(systems.iter().map(literal).collect(), false)
+    Some(match (table, scope) {
+        ("systems", _) => of_systems("id"),
+        (
+            "subcontractor_grants" | "arrays" | "devices" | "production_estimates"
+            | "activation_steps" | "events" | "service_requests",
+            _,
+        ) => of_systems(SYSTEM_ID),
+        ("gateway_tasks", _) => RowScope::OfDevicesOf {
+            column: "gateway_id",
+            systems,
+        },
+        ("owners", _) => RowScope::NamedBySystems {
+            column: "owner_id",
+            systems,
+        },
+        ("companies", Scope::Company { companies, .. }) => RowScope::Values {
+            column: "id",
+            values: companies.as_ref().clone(),
+        },
+        ("companies", _) => RowScope::NamedBySystems {
+            column: "installer_id",
+            systems,
+        },
+        ("users", Scope::Company { company_id, .. }) => RowScope::Values {
+            column: "company_id",
+            values: vec![*company_id],
+        },
+        ("users", Scope::Owner { owner_id, .. }) => RowScope::Values {
+            column: "owner_id",
+            values: vec![*owner_id],
+        },
+        // A table without a rule shows nothing under a scope.
+        _ => RowScope::Values {
+            column: "id",
+            values: Vec::new(),
+        },
+    })
 }

@@ -21,6 +21,7 @@ pub mod overview;
 pub mod registry;
 pub mod reports;
 pub mod scope;
+pub mod scope_filter;
 pub mod series;
 pub mod telemetry;
 

@@ -12,13 +12,90 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::record_batch::RecordBatch;
+use roaring::RoaringBitmap;
 use sunfleet_engine::registry::Registry;
 
-/// One registry table, unscoped.
+fn external(error: sunfleet_engine::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+fn ids(batch: &RecordBatch, column: &str) -> Result<Int64Array> {
+    batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal(format!("registry column {column} is not an integer")))
+}
+
+impl RowScope {
+    /// Which rows of `batch` the scope allows.
+    fn mask(&self, registry: &Registry, batch: &RecordBatch) -> Result<BooleanArray> {
+        let select = |column: &str, allowed: &dyn Fn(i64) -> bool| -> Result<BooleanArray> {
+            let values = ids(batch, column)?;
+            Ok((0..values.len())
+                .map(|i| Some(values.is_valid(i) && allowed(values.value(i))))
+                .collect())
+        };
+        let in_systems = |systems: &RoaringBitmap, id: i64| {
+            u32::try_from(id).is_ok_and(|id| systems.contains(id))
+        };
+        // `column` of the rows of `table` that belong to the systems (by `system_column`).
+        let of_systems = |table: &str, system_column: &str, column: &str, systems: &RoaringBitmap| {
+            let rows = registry.table_batch(table).map_err(external)?;
+            let (owners, values) = (ids(&rows, system_column)?, ids(&rows, column)?);
+            Ok::<_, DataFusionError>(
+                (0..rows.num_rows())
+                    .filter(|&i| owners.is_valid(i) && values.is_valid(i) && in_systems(systems, owners.value(i)))
+                    .map(|i| values.value(i))
+                    .collect::<std::collections::HashSet<i64>>(),
+            )
+        };
+        match self {
+            RowScope::OfSystems { column, systems } => select(column, &|id| in_systems(systems, id)),
+            RowScope::OfDevicesOf { column, systems } => {
+                let devices = of_systems("devices", "system_id", "id", systems)?;
+                select(column, &|id| devices.contains(&id))
+            }
+            RowScope::NamedBySystems { column, systems } => {
+                let named = of_systems("systems", "id", column, systems)?;
+                select("id", &|id| named.contains(&id))
+            }
+            RowScope::Values { column, values } => select(column, &|id| values.contains(&id)),
+        }
+    }
+}
+
+/// Which rows of a registry table a principal may see.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowScope {
+    /// Rows whose `column` is one of the systems.
+    OfSystems {
+        column: &'static str,
+        systems: Arc<RoaringBitmap>,
+    },
+    /// Rows whose `column` names a device of one of the systems.
+    OfDevicesOf {
+        column: &'static str,
+        systems: Arc<RoaringBitmap>,
+    },
+    /// Rows whose `id` is the `column` (owner_id, installer_id) of one of the systems.
+    NamedBySystems {
+        column: &'static str,
+        systems: Arc<RoaringBitmap>,
+    },
+    /// Rows whose `column` is one of these values.
+    Values { column: &'static str, values: Vec<i64> },
+}
+
+/// One registry table, unscoped or limited to a [`RowScope`].
 pub struct RegistryTable {
     registry: Arc<Registry>,
     name: &'static str,
     schema: SchemaRef,
+    scope: Option<RowScope>,
 }
 
 impl fmt::Debug for RegistryTable {
@@ -39,7 +116,19 @@ impl RegistryTable {
             registry,
             name,
             schema,
+            scope: None,
         })
+    }
+
+    /// The same table showing only the rows `scope` allows; they are selected before any
+    /// expression of a query runs.
+    pub fn scoped(&self, scope: RowScope) -> Self {
+        Self {
+            registry: Arc::clone(&self.registry),
+            name: self.name,
+            schema: Arc::clone(&self.schema),
+            scope: Some(scope),
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -65,11 +154,16 @@ impl TableProvider for RegistryTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let registry = Arc::clone(&self.registry);
-        let name = self.name;
-        let batch = tokio::task::spawn_blocking(move || registry.table_batch(name))
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let (name, scope) = (self.name, self.scope.clone());
+        let batch = tokio::task::spawn_blocking(move || -> Result<RecordBatch> {
+            let batch = registry.table_batch(name).map_err(external)?;
+            match scope {
+                None => Ok(batch),
+                Some(scope) => Ok(filter_record_batch(&batch, &scope.mask(&registry, &batch)?)?),
+            }
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))??;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             Arc::clone(&self.schema),

@@ -49,6 +49,16 @@ impl Scope {
         })
     }
 
+    /// [`Scope::systems`], shared.
+    pub fn systems_shared(&self) -> Option<Arc<RoaringBitmap>> {
+        match self {
+            Scope::Fleet => None,
+            Scope::Company { systems, .. } | Scope::Owner { systems, .. } => {
+                Some(Arc::clone(systems))
+            }
+        }
+    }
+
     /// The systems this scope is limited to (`None`: all of them).
     pub fn systems(&self) -> Option<&RoaringBitmap> {
         match self {

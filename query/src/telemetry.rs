@@ -46,6 +46,7 @@ use sunfleet_engine::store::{DayParts, ReadRequest, Store};
 use sunfleet_engine::tables::Table;
 
 use crate::bounds::ScanBounds;
+use crate::scope_filter::ScopeFilterExec;
 
 /// The URL under which the store's object store is registered with DataFusion.
 pub const STORE_URL: &str = "sunfleet://telemetry/";
@@ -58,6 +59,8 @@ const MERGE_CHUNK_ROWS: usize = 1 << 20;
 pub struct TelemetryTable {
     store: Arc<Store>,
     table: Table,
+    /// Only these systems' rows (a principal's scope); `None`: every system.
+    scope: Option<Arc<RoaringBitmap>>,
 }
 
 impl fmt::Debug for TelemetryTable {
@@ -70,7 +73,19 @@ impl fmt::Debug for TelemetryTable {
 
 impl TelemetryTable {
     pub fn new(store: Arc<Store>, table: Table) -> Self {
-        Self { store, table }
+        Self {
+            store,
+            table,
+            scope: None,
+        }
+    }
+
+    /// The same table showing only `systems`' rows, filtered below anything a query adds.
+    pub fn scoped(&self, systems: Arc<RoaringBitmap>) -> Self {
+        Self {
+            scope: Some(systems),
+            ..self.clone()
+        }
     }
 
     pub fn table(&self) -> Table {
@@ -180,10 +195,29 @@ impl TableProvider for TelemetryTable {
             Some(p) => Arc::new(schema.project(p)?),
             None => Arc::clone(&schema),
         };
-        let bounds = ScanBounds::from_filters(filters);
+        let mut bounds = ScanBounds::from_filters(filters);
+        if let Some(scope) = &self.scope {
+            bounds.systems = Some(match bounds.systems.take() {
+                Some(wanted) => wanted & scope.as_ref(),
+                None => scope.as_ref().clone(),
+            });
+        }
         if bounds.is_empty() {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
+        // Under a scope the rows are read with `system_id` (column 0) and filtered by
+        // `ScopeFilterExec` before anything else sees them.
+        let requested: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..schema.fields().len()).collect(),
+        };
+        let read: Vec<usize> = match &self.scope {
+            Some(_) if !requested.contains(&0) => {
+                [0].into_iter().chain(requested.iter().copied()).collect()
+            }
+            _ => requested.clone(),
+        };
+        let projection = Some(&read);
         let snapshot = self.store.snapshot(&ReadRequest {
             table: self.table,
             start_us: bounds.start_us,
@@ -230,7 +264,19 @@ impl TableProvider for TelemetryTable {
         if plans.is_empty() {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        UnionExec::try_new(plans)
+        let rows = UnionExec::try_new(plans)?;
+        match &self.scope {
+            None => Ok(rows),
+            Some(scope) => {
+                let position = |column: usize| read.iter().position(|&c| c == column).unwrap_or(0);
+                Ok(Arc::new(ScopeFilterExec::try_new(
+                    rows,
+                    Arc::clone(scope),
+                    position(0),
+                    requested.iter().map(|&c| position(c)).collect(),
+                )?))
+            }
+        }
     }
 }
 
