@@ -69,8 +69,13 @@ fn registry_scope(table: &str, scope: &Scope) -> Option<RowScope> {
     Some(match (table, scope) {
         ("systems", _) => of_systems("id"),
         (
-            "subcontractor_grants" | "arrays" | "devices" | "production_estimates"
-            | "activation_steps" | "events" | "service_requests",
+            "subcontractor_grants"
+            | "arrays"
+            | "devices"
+            | "production_estimates"
+            | "activation_steps"
+            | "events"
+            | "service_requests",
             _,
         ) => of_systems(SYSTEM_ID),
         ("gateway_tasks", _) => RowScope::OfDevicesOf {

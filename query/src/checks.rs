@@ -38,8 +38,9 @@ const DAY_US: i64 = 24 * HOUR_US;
 pub struct CheckSettings {
     pub gateway_silence_us: i64,
     pub device_lag_us: i64,
-    /// How far back "latest data" is looked for; a device silent for longer counts as
-    /// silent since then.
+    /// How far back "latest data" is looked for (raw readings of the whole fleet are
+    /// scanned over it every round); a device silent for longer counts as silent since
+    /// then. Longer than `gateway_silence_us`.
     pub lookback_us: i64,
 }
 
@@ -48,7 +49,7 @@ impl Default for CheckSettings {
         Self {
             gateway_silence_us: 26 * HOUR_US,
             device_lag_us: 2 * HOUR_US,
-            lookback_us: 7 * DAY_US,
+            lookback_us: 3 * DAY_US,
         }
     }
 }
@@ -333,11 +334,13 @@ impl QueryEngine {
                     "SELECT CAST(m.system_id AS BIGINT), CAST(m.device_id AS BIGINT),
                             CAST(min(m.time) AS BIGINT), CAST(avg(m.active_power_w) AS DOUBLE)
                      FROM meter_readings m
-                     WHERE m.meter_kind IN (1, 2)
+                     LEFT JOIN (SELECT DISTINCT system_id AS producing, time AS produced_at
+                                FROM readings
+                                WHERE time > to_timestamp_micros({since})
+                                  AND time <= to_timestamp_micros({as_of_us})) p
+                       ON p.producing = m.system_id AND p.produced_at = m.time
+                     WHERE m.meter_kind IN (1, 2) AND p.producing IS NULL
                        AND m.time > to_timestamp_micros({since}) AND m.time <= to_timestamp_micros({as_of_us})
-                       AND NOT EXISTS (SELECT 1 FROM readings r
-                                       WHERE r.system_id = m.system_id AND r.time = m.time
-                                         AND r.time > to_timestamp_micros({since}))
                      GROUP BY 1, 2
                      HAVING avg(m.active_power_w) < 0"
                 ),

@@ -117,16 +117,22 @@ impl QueryEngine {
                 rolled.entry(id).or_default().push((date, joules / 3600.0));
             }
         }
+        // The last report: raw data of the past two days, else the end of the newest
+        // 15-minute rollup (so the page never scans a system's whole history).
+        let recent = as_of_us - 2 * DAY_US;
         let last = self
             .internal_sql(
                 scope,
                 &format!(
                     "SELECT CAST(system_id AS BIGINT), CAST(max(time) AS BIGINT) FROM (
                        SELECT system_id, time FROM readings
-                        WHERE time <= to_timestamp_micros({as_of_us})
+                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us})
                        UNION ALL
                        SELECT system_id, time FROM meter_readings
-                        WHERE time <= to_timestamp_micros({as_of_us}))
+                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us})
+                       UNION ALL
+                       SELECT system_id, time + INTERVAL '15 minutes' FROM rollup_15m
+                        WHERE device_id = 0 AND time + INTERVAL '15 minutes' <= to_timestamp_micros({as_of_us}))
                      GROUP BY 1"
                 ),
             )

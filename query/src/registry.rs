@@ -5,16 +5,16 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::record_batch::RecordBatch;
 use roaring::RoaringBitmap;
 use sunfleet_engine::registry::Registry;
 
@@ -27,7 +27,9 @@ fn ids(batch: &RecordBatch, column: &str) -> Result<Int64Array> {
         .column_by_name(column)
         .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
         .cloned()
-        .ok_or_else(|| DataFusionError::Internal(format!("registry column {column} is not an integer")))
+        .ok_or_else(|| {
+            DataFusionError::Internal(format!("registry column {column} is not an integer"))
+        })
 }
 
 impl RowScope {
@@ -43,18 +45,25 @@ impl RowScope {
             u32::try_from(id).is_ok_and(|id| systems.contains(id))
         };
         // `column` of the rows of `table` that belong to the systems (by `system_column`).
-        let of_systems = |table: &str, system_column: &str, column: &str, systems: &RoaringBitmap| {
-            let rows = registry.table_batch(table).map_err(external)?;
-            let (owners, values) = (ids(&rows, system_column)?, ids(&rows, column)?);
-            Ok::<_, DataFusionError>(
-                (0..rows.num_rows())
-                    .filter(|&i| owners.is_valid(i) && values.is_valid(i) && in_systems(systems, owners.value(i)))
-                    .map(|i| values.value(i))
-                    .collect::<std::collections::HashSet<i64>>(),
-            )
-        };
+        let of_systems =
+            |table: &str, system_column: &str, column: &str, systems: &RoaringBitmap| {
+                let rows = registry.table_batch(table).map_err(external)?;
+                let (owners, values) = (ids(&rows, system_column)?, ids(&rows, column)?);
+                Ok::<_, DataFusionError>(
+                    (0..rows.num_rows())
+                        .filter(|&i| {
+                            owners.is_valid(i)
+                                && values.is_valid(i)
+                                && in_systems(systems, owners.value(i))
+                        })
+                        .map(|i| values.value(i))
+                        .collect::<std::collections::HashSet<i64>>(),
+                )
+            };
         match self {
-            RowScope::OfSystems { column, systems } => select(column, &|id| in_systems(systems, id)),
+            RowScope::OfSystems { column, systems } => {
+                select(column, &|id| in_systems(systems, id))
+            }
             RowScope::OfDevicesOf { column, systems } => {
                 let devices = of_systems("devices", "system_id", "id", systems)?;
                 select(column, &|id| devices.contains(&id))
@@ -87,7 +96,10 @@ pub enum RowScope {
         systems: Arc<RoaringBitmap>,
     },
     /// Rows whose `column` is one of these values.
-    Values { column: &'static str, values: Vec<i64> },
+    Values {
+        column: &'static str,
+        values: Vec<i64>,
+    },
 }
 
 /// One registry table, unscoped or limited to a [`RowScope`].
@@ -159,7 +171,10 @@ impl TableProvider for RegistryTable {
             let batch = registry.table_batch(name).map_err(external)?;
             match scope {
                 None => Ok(batch),
-                Some(scope) => Ok(filter_record_batch(&batch, &scope.mask(&registry, &batch)?)?),
+                Some(scope) => Ok(filter_record_batch(
+                    &batch,
+                    &scope.mask(&registry, &batch)?,
+                )?),
             }
         })
         .await
