@@ -54,17 +54,7 @@ impl QueryEngine {
                 ),
             });
         }
-        let exists = self
-            .internal_sql(
-                scope,
-                &format!("SELECT count(*) FROM systems WHERE id = {system}"),
-            )
-            .await?;
-        if exists.i64s(0).first().copied().flatten().unwrap_or(0) == 0 {
-            return Err(QueryError::NotFound {
-                what: format!("system {system}"),
-            });
-        }
+        self.visible_system_zone(scope, system).await?;
         let arrays = self
             .internal_sql(
                 scope,

@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use jiff::tz::TimeZone;
-
-use crate::series::{Granularity, SeriesRequest, bucket_of, local_time_label};
+use crate::series::{Granularity, SeriesRequest, bucket_of, local_time_label, zone_named};
 use crate::{QueryEngine, QueryError, Scope};
 
 /// Which report.
@@ -95,7 +93,7 @@ impl QueryEngine {
                     "average_power_w",
                 ])
                 .map_err(csv_error)?;
-                let zone = zone(&series.time_zone)?;
+                let zone = zone_named(&series.time_zone)?;
                 for point in &series.points {
                     csv.write_record([
                         local_time_label(&zone, point.start_us),
@@ -115,36 +113,13 @@ impl QueryEngine {
         Ok(rows)
     }
 
-    async fn system_zone(
-        &self,
-        scope: &Scope,
-        system: u32,
-    ) -> Result<(String, TimeZone), QueryError> {
-        let answer = self
-            .internal_sql(
-                scope,
-                &format!("SELECT time_zone FROM systems WHERE id = {system}"),
-            )
-            .await?;
-        let name = answer
-            .strings(0)
-            .into_iter()
-            .flatten()
-            .next()
-            .ok_or(QueryError::NotFound {
-                what: format!("system {system}"),
-            })?;
-        let zone = zone(&name)?;
-        Ok((name, zone))
-    }
-
     async fn consumption_report<W: Write>(
         &self,
         scope: &Scope,
         request: &ReportRequest,
         csv: &mut csv::Writer<W>,
     ) -> Result<u64, QueryError> {
-        let (zone_name, zone) = self.system_zone(scope, request.system_id).await?;
+        let (zone_name, zone) = self.visible_system_zone(scope, request.system_id).await?;
         let (system, start, end) = (request.system_id, request.start_us, request.end_us);
         // Interval energy (J, so sums do not depend on their order) of the consumption meter
         // (net mode: import positive) and of the microinverters, at each reading time.
@@ -260,7 +235,7 @@ impl QueryEngine {
         request: &ReportRequest,
         csv: &mut csv::Writer<W>,
     ) -> Result<u64, QueryError> {
-        let (zone_name, zone) = self.system_zone(scope, request.system_id).await?;
+        let (zone_name, zone) = self.visible_system_zone(scope, request.system_id).await?;
         let (system, start, end) = (request.system_id, request.start_us, request.end_us);
         let answer = self
             .internal_sql(
@@ -338,10 +313,4 @@ impl QueryEngine {
         }
         Ok(times.len() as u64)
     }
-}
-
-fn zone(name: &str) -> Result<TimeZone, QueryError> {
-    TimeZone::get(name).map_err(|e| QueryError::BadRequest {
-        message: format!("unknown time zone {name:?}: {e}"),
-    })
 }

@@ -14,6 +14,7 @@ use jiff::tz::TimeZone;
 use sunfleet_engine::tables::Table;
 use sunfleet_engine::time::{CivilDate, MICROS_PER_DAY};
 
+use crate::daily::local_date;
 use crate::{QueryEngine, QueryError, Scope};
 
 const MINUTE_US: i64 = 60_000_000;
@@ -106,10 +107,7 @@ impl QueryEngine {
                 message: "the range must end after it starts and allow at least one point".into(),
             });
         }
-        let zone_name = self.system_time_zone(scope, system).await?;
-        let zone = TimeZone::get(&zone_name).map_err(|e| QueryError::BadRequest {
-            message: format!("system {system} has an unknown time zone {zone_name:?}: {e}"),
-        })?;
+        let (zone_name, zone) = self.visible_system_zone(scope, system).await?;
         let device = request.device_id.unwrap_or(0);
         let stale = self.store().stale_rollup_days(system);
         let mut buckets: Vec<(i64, i64, u64)> = match request.granularity.fixed_width_us() {
@@ -177,21 +175,29 @@ impl QueryEngine {
         })
     }
 
-    async fn system_time_zone(&self, scope: &Scope, system: u32) -> Result<String, QueryError> {
+    /// The time zone of a system `scope` may see (its name and the zone); a system outside
+    /// the scope is "not found", like one that does not exist.
+    pub(crate) async fn visible_system_zone(
+        &self,
+        scope: &Scope,
+        system: u32,
+    ) -> Result<(String, TimeZone), QueryError> {
         let answer = self
             .internal_sql(
                 scope,
                 &format!("SELECT time_zone FROM systems WHERE id = {system}"),
             )
             .await?;
-        answer
+        let name = answer
             .strings(0)
             .into_iter()
             .flatten()
             .next()
             .ok_or(QueryError::NotFound {
                 what: format!("system {system}"),
-            })
+            })?;
+        let zone = zone_named(&name)?;
+        Ok((name, zone))
     }
 
     /// Raw energy per bucket of `width` over `[start, end)`; only the stale days unless
@@ -380,10 +386,10 @@ fn time_error(error: jiff::Error) -> QueryError {
     }
 }
 
-fn local_date(zone: &TimeZone, micros: i64) -> Result<Date, QueryError> {
-    Ok(zone
-        .to_datetime(Timestamp::from_microsecond(micros).map_err(time_error)?)
-        .date())
+pub(crate) fn zone_named(name: &str) -> Result<TimeZone, QueryError> {
+    TimeZone::get(name).map_err(|e| QueryError::BadRequest {
+        message: format!("unknown time zone {name:?}: {e}"),
+    })
 }
 
 fn local_midnight(zone: &TimeZone, date: Date) -> Result<i64, QueryError> {
