@@ -583,10 +583,23 @@ pub async fn run_checks(
         let now = sunfleet_engine::time::now_micros();
         let round = async {
             let check = engine.check_fleet(now, &settings).await?;
-            let changes = record(&registry, &check)?;
-            Ok::<_, QueryError>((check.findings.len(), changes))
+            let registry = std::sync::Arc::clone(&registry);
+            let findings = check.findings.len();
+            // SQLite blocks: not on the runtime's threads.
+            let changes = tokio::task::spawn_blocking(move || record(&registry, &check))
+                .await
+                .map_err(|e| QueryError::Runtime {
+                    message: e.to_string(),
+                })??;
+            Ok::<_, QueryError>((findings, changes))
         };
-        match round.await {
+        // A stop request abandons a round in progress: nothing was recorded yet, or the
+        // recording transaction finishes on its own.
+        let outcome = tokio::select! {
+            outcome = round => outcome,
+            _ = stop.changed() => return,
+        };
+        match outcome {
             Ok((findings, changes)) => tracing::info!(findings, ?changes, "fleet checks"),
             Err(error) => tracing::warn!(%error, "fleet checks failed; next round as planned"),
         }

@@ -19,6 +19,9 @@ use crate::{QueryEngine, QueryError, Scope};
 
 const MINUTE_US: i64 = 60_000_000;
 
+/// Most fixed-width buckets one series may have (a year of 5-minute buckets is 105,120).
+const MAX_BUCKETS: i64 = 1_000_000;
+
 /// The width of a series' buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
@@ -114,6 +117,13 @@ impl QueryEngine {
             Some(width) => {
                 let start = request.start_us.div_euclid(width) * width;
                 let end = request.end_us.saturating_add(width - 1).div_euclid(width) * width;
+                if (end - start) / width > MAX_BUCKETS {
+                    return Err(QueryError::BadRequest {
+                        message: format!(
+                            "more than {MAX_BUCKETS} buckets: choose a coarser granularity or a shorter range"
+                        ),
+                    });
+                }
                 let mut energy = self
                     .raw_buckets(
                         system,
@@ -138,7 +148,12 @@ impl QueryEngine {
                         }
                     }
                 }
-                energy.into_iter().map(|(t, e)| (t, t + width, e)).collect()
+                // Every bucket of the range, so nights and gaps are zeros on the graph and a
+                // merged point spans exactly its buckets.
+                (start..end)
+                    .step_by(width.unsigned_abs() as usize)
+                    .map(|t| (t, t + width, energy.get(&t).copied().unwrap_or(0)))
+                    .collect()
             }
             None => {
                 let days = self.local_days(&zone, system, request, &stale).await?;
