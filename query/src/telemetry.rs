@@ -248,7 +248,7 @@ impl TableProvider for TelemetryTable {
                         schema: Arc::clone(&schema),
                         parts,
                         systems: bounds.systems.clone(),
-                        _manifest: Arc::clone(&snapshot.manifest),
+                        manifest: Arc::clone(&snapshot.manifest),
                     })
                 })
                 .collect();
@@ -312,7 +312,8 @@ struct MergedDayPartition {
     schema: SchemaRef,
     parts: DayParts,
     systems: Option<RoaringBitmap>,
-    _manifest: Arc<Manifest>,
+    /// Held so the snapshot's files outlive the plan.
+    manifest: Arc<Manifest>,
 }
 
 impl fmt::Debug for MergedDayPartition {
@@ -339,7 +340,7 @@ impl PartitionStream for MergedDayPartition {
         let store = Arc::clone(&self.store);
         let table = self.table;
         let systems = self.systems.clone();
-        let start = Progress::Start(self.parts.clone(), Arc::clone(&self._manifest));
+        let start = Progress::Start(self.parts.clone(), Arc::clone(&self.manifest));
         let chunks = stream::try_unfold(start, move |progress| {
             let store = Arc::clone(&store);
             let systems = systems.clone();

@@ -1,7 +1,7 @@
 //! The array view: every microinverter once, in layout order, adding up to the system.
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::Int64Type;
 use sunfleet_query::{QueryError, Scope};
 
 use crate::fleet::{Layout, first_day, test_fleet};
@@ -51,17 +51,7 @@ async fn every_microinverter_in_layout_order_adding_up_to_the_system() {
                     .all(|c| c.row < panel.rows.max(1) && c.column < panel.columns.max(1))
             );
         }
-        let raw = fleet
-            .sql(
-                &Scope::Fleet,
-                &format!("SELECT sum(energy_j) FROM readings WHERE system_id = {system}"),
-            )
-            .await;
-        let raw_wh = raw.batches[0]
-            .column(0)
-            .as_primitive::<UInt64Type>()
-            .value(0) as f64
-            / 3600.0;
+        let raw_wh = fleet.raw_wh(system, None).await;
         let total: f64 = cells.iter().map(|c| c.energy_wh).sum();
         assert!(
             (total - raw_wh).abs() < 1e-6,

@@ -44,6 +44,22 @@ impl TestFleet {
         expected
     }
 
+    /// Watt-hours of a system's (or one microinverter's) raw readings, summed by SQL.
+    pub async fn raw_wh(&self, system: u32, device: Option<u32>) -> f64 {
+        let device = device
+            .map(|d| format!(" AND device_id = {d}"))
+            .unwrap_or_default();
+        let answer = self
+            .sql(
+                &Scope::Fleet,
+                &format!(
+                    "SELECT CAST(sum(energy_j) AS BIGINT) FROM readings WHERE system_id = {system}{device}"
+                ),
+            )
+            .await;
+        answer.i64s(0)[0].unwrap_or(0) as f64 / 3600.0
+    }
+
     pub async fn sql(&self, scope: &Scope, sql: &str) -> SqlAnswer {
         self.engine
             .sql(scope, sql)

@@ -9,7 +9,7 @@ use crate::fleet::{Layout, TestFleet, first_day, test_fleet};
 
 const DAY_US: i64 = 86_400_000_000;
 
-async fn raw_wh(fleet: &TestFleet) -> Vec<(u32, f64, i64)> {
+async fn raw_by_system(fleet: &TestFleet) -> Vec<(u32, f64, i64)> {
     let answer = fleet
         .sql(
             &Scope::Fleet,
@@ -30,7 +30,7 @@ async fn raw_wh(fleet: &TestFleet) -> Vec<(u32, f64, i64)> {
 
 async fn figures_match(layout: Layout) {
     let fleet = test_fleet(layout).await;
-    let raw = raw_wh(&fleet).await;
+    let raw = raw_by_system(&fleet).await;
     // Right after the window, and three weeks later (the days are then older rollups).
     for as_of in [
         first_day().add_days(3).start_micros(),

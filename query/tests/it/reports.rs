@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::Int64Type;
 use sunfleet_query::Scope;
 use sunfleet_query::reports::{ReportKind, ReportRequest};
 use sunfleet_query::series::Granularity;
@@ -65,17 +65,7 @@ async fn reports_match_their_golden_files_and_the_raw_data() {
         .skip(1)
         .map(|l| l.split(',').nth(3).unwrap().parse::<f64>().unwrap())
         .sum();
-    let raw = fleet
-        .sql(
-            &Scope::Fleet,
-            &format!("SELECT sum(energy_j) FROM readings WHERE system_id = {system}"),
-        )
-        .await;
-    let raw_wh = raw.batches[0]
-        .column(0)
-        .as_primitive::<UInt64Type>()
-        .value(0) as f64
-        / 3600.0;
+    let raw_wh = fleet.raw_wh(system, None).await;
     assert!(
         (total_wh - raw_wh).abs() < 0.01 * rows as f64,
         "{total_wh} vs {raw_wh}"

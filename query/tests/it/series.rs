@@ -2,29 +2,12 @@
 //! range or readings are still buffered; local days follow daylight saving.
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::UInt64Type;
 use sunfleet_query::series::{Granularity, SeriesRequest};
 use sunfleet_query::{QueryError, Scope};
 
-use crate::fleet::{Layout, TestFleet, test_fleet};
+use crate::fleet::{Layout, test_fleet};
 
 const WINDOW: (i64, i64) = (1_774_656_000_000_000, 1_774_915_200_000_000); // 2026-03-28 .. 03-31 UTC
-
-async fn raw_joules(fleet: &TestFleet, system: u32, device: Option<u32>) -> u64 {
-    let device = device
-        .map(|d| format!(" AND device_id = {d}"))
-        .unwrap_or_default();
-    let answer = fleet
-        .sql(
-            &Scope::Fleet,
-            &format!("SELECT sum(energy_j) FROM readings WHERE system_id = {system}{device}"),
-        )
-        .await;
-    answer.batches[0]
-        .column(0)
-        .as_primitive::<UInt64Type>()
-        .value(0)
-}
 
 fn request(system: u32, granularity: Granularity) -> SeriesRequest {
     SeriesRequest {
@@ -43,7 +26,7 @@ async fn totals_match_raw(layout: Layout) {
     let stale = fleet.store.stale_rollup_days(2);
     assert_eq!(stale.is_empty(), layout == Layout::Settled, "{stale:?}");
     for system in 1..=4 {
-        let raw = raw_joules(&fleet, system, None).await as f64 / 3600.0;
+        let raw = fleet.raw_wh(system, None).await;
         for granularity in [
             Granularity::FiveMinutes,
             Granularity::FifteenMinutes,
@@ -151,7 +134,7 @@ async fn a_microinverter_series_and_what_a_scope_may_not_see() {
         .await
         .unwrap();
     let total: f64 = series.points.iter().map(|p| p.energy_wh).sum();
-    let raw = raw_joules(&fleet, 3, Some(device)).await as f64 / 3600.0;
+    let raw = fleet.raw_wh(3, Some(device)).await;
     assert!((total - raw).abs() < 1e-6, "{total} vs {raw}");
 
     // Owner 2 sees system 2 only: system 3 is "not found", like a system that does not exist.
@@ -209,7 +192,7 @@ async fn buckets_across_midnight_utc_add_up_everywhere() {
             "no system produces at midnight UTC: change the seed"
         );
         for system in systems.into_iter().take(3) {
-            let raw = raw_joules(&fleet, system, None).await as f64 / 3600.0;
+            let raw = fleet.raw_wh(system, None).await;
             for granularity in [
                 Granularity::FifteenMinutes,
                 Granularity::Hour,
