@@ -10,6 +10,7 @@ pub mod simulate;
 pub mod simulator;
 pub mod sql;
 pub mod task;
+pub mod user;
 
 /// Exit status of a command that is not built yet: distinct from a failure of a real one.
 pub const EXIT_NOT_BUILT: u8 = 3;

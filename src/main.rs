@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate, sql, task};
+use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate, sql, task, user};
 
 #[derive(Debug, Parser)]
 #[command(name = "sunfleet", version, about = "Monitoring for microinverter PV fleets", long_about = None)]
@@ -17,7 +17,7 @@ struct Cli {
 enum Command {
     /// Run the whole product on a local data folder: demo fleet over QUIC, SQL and the portal.
     Demo,
-    /// Run the server: QUIC ingest and the engine (SQL endpoints and the portal: not yet).
+    /// Run the server: QUIC ingest, the engine, the Postgres wire endpoint (the portal: not yet).
     Serve(serve::ServeArgs),
     /// Drive a generated fleet: stream it to a server over QUIC, or count and checksum it
     /// (--dry-run).
@@ -32,6 +32,8 @@ enum Command {
     Cert(cert::CertArgs),
     /// Remote tasks for gateways: queue one, list a gateway's.
     Task(task::TaskArgs),
+    /// Users: add one, set a password (for the SQL endpoints and the portal), list.
+    User(user::UserArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Cert(args) => cert::run(args),
         Command::Task(args) => task::run(args),
+        Command::User(args) => user::run(args),
     };
     match result {
         Ok(code) => code,

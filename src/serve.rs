@@ -1,5 +1,5 @@
-//! `sunfleet serve`: the engine on a data folder, the QUIC ingest in front of it and the
-//! fleet checks on a schedule, until Ctrl-C or SIGTERM; then an ordered shutdown (ingest
+//! `sunfleet serve`: the engine on a data folder, the QUIC ingest in front of it, the
+//! Postgres wire endpoint and the fleet checks on a schedule, until Ctrl-C or SIGTERM; then an ordered shutdown (ingest
 //! first, so every acknowledged batch is known; then checks and maintenance stop; then the
 //! write buffer is persisted).
 
@@ -15,6 +15,7 @@ use sunfleet_engine::registry::Registry;
 use sunfleet_ingest::server::{IngestConfig, IngestServer};
 use sunfleet_ingest::tls::ServerIdentity;
 use sunfleet_query::checks::{CheckSettings, run_checks};
+use sunfleet_query::postgres::{PostgresConfig, PostgresServer};
 use sunfleet_query::{QueryConfig, QueryEngine};
 
 use crate::data::{DEFAULT_DATA_DIR, DataFolder};
@@ -44,6 +45,13 @@ pub struct ServeArgs {
     /// Seconds between two runs of the fleet checks (statuses and events).
     #[arg(long, default_value_t = 300)]
     pub check_every: u64,
+    /// TCP address of the Postgres wire endpoint (`psql -h 127.0.0.1 -p 5433 -U EMAIL`).
+    #[arg(long, default_value = "127.0.0.1:5433", env = "SUNFLEET_POSTGRES")]
+    pub postgres: SocketAddr,
+    /// Require TLS on the SQL endpoints (the server certificate from the TLS folder,
+    /// issued by the fleet CA); unencrypted connections are then refused.
+    #[arg(long)]
+    pub sql_tls: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -105,14 +113,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&folder.registry),
     )
     .await?;
+    let sql_tls = if args.sql_tls {
+        Some(Arc::new(sunfleet_ingest::tls::sql_server_config(
+            &identity,
+        )?))
+    } else {
+        None
+    };
+    let postgres = PostgresServer::start(
+        PostgresConfig {
+            listen: args.postgres,
+            tls: sql_tls,
+        },
+        Arc::clone(&query),
+        Arc::clone(&folder.registry),
+    )
+    .await?;
     println!(
-        "sunfleet: QUIC ingest on {} (ALPN sunfleet/1, gateways need a certificate from {}); data in {}. Ctrl-C stops.",
+        "sunfleet: QUIC ingest on {} (ALPN sunfleet/1, gateways need a certificate from {}); data in {}.",
         ingest.local_addr()?,
         tls_dir.join(sunfleet_ingest::tls::CA_CERT_FILE).display(),
         args.data.display()
     );
+    println!(
+        "sunfleet: Postgres wire on {}{} (sign in with a user's e-mail and password: `sunfleet user password`). Ctrl-C stops.",
+        postgres.local_addr(),
+        if args.sql_tls { ", TLS required" } else { "" },
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
+    postgres.shutdown().await;
     ingest.shutdown().await?;
     let _ = stop_maintenance.send(true);
     let _ = checks.await;

@@ -73,6 +73,12 @@ pub enum Error {
         version: usize,
         known: usize,
     },
+    #[error("passwords need at least {min_chars} characters")]
+    WeakPassword { min_chars: usize },
+    #[error("no user has the e-mail {email:?}")]
+    UnknownUser { email: String },
+    #[error("password hash: {reason}")]
+    PasswordHash { reason: String },
     #[error("unknown table {name:?}")]
     UnknownTable { name: String },
     #[error(

@@ -317,6 +317,15 @@ pub fn server_config(identity: &ServerIdentity) -> Result<rustls::ServerConfig, 
     Ok(config)
 }
 
+/// The server certificate for the SQL endpoints (Postgres wire, Flight SQL): no client
+/// certificate (clients sign in with a password), TLS 1.2 or 1.3 as database drivers offer.
+pub fn sql_server_config(identity: &ServerIdentity) -> Result<rustls::ServerConfig, TlsError> {
+    Ok(rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(identity.server.chain()?, identity.server.private_key()?)?)
+}
+
 /// A gateway's TLS 1.3 configuration: trusts only the fleet CA, presents its certificate.
 pub fn gateway_config(
     ca_pem: &str,

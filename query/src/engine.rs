@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{Float64Type, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use sunfleet_engine::registry::Registry;
@@ -179,8 +181,28 @@ impl QueryEngine {
     /// Runs one SQL query for `scope` on the query threads, within the time limit and the
     /// result caps. Statements that would write, create or configure anything are refused.
     pub async fn sql(&self, scope: &Scope, sql: &str) -> Result<SqlAnswer, QueryError> {
+        let planned = self.plan(scope, sql).await?;
+        self.execute(planned).await
+    }
+
+    /// Plans one SQL statement for `scope` without running it (its result schema and
+    /// parameter types are then known: the Postgres extended protocol needs both). Refuses
+    /// what [`QueryEngine::sql`] refuses.
+    pub async fn plan(&self, scope: &Scope, sql: &str) -> Result<PlannedQuery, QueryError> {
+        let context = self.session(scope)?;
+        let plan = context.state().create_logical_plan(sql).await?;
+        if let Err(refusal) = read_only().verify_plan(&plan) {
+            return Err(QueryError::Refused {
+                reason: refusal.message().to_string(),
+            });
+        }
+        Ok(PlannedQuery { context, plan })
+    }
+
+    /// Runs a planned query (its parameters bound) within the time limit and result caps.
+    pub async fn execute(&self, planned: PlannedQuery) -> Result<SqlAnswer, QueryError> {
         let caps = (self.config.max_result_rows, self.config.max_result_bytes);
-        self.run(scope, sql, caps).await
+        self.run(planned, caps).await
     }
 
     /// [`QueryEngine::sql`] for this crate's own queries (checks, series, reports), whose
@@ -190,25 +212,17 @@ impl QueryEngine {
         scope: &Scope,
         sql: &str,
     ) -> Result<SqlAnswer, QueryError> {
-        self.run(scope, sql, (u64::MAX, u64::MAX)).await
+        let planned = self.plan(scope, sql).await?;
+        self.run(planned, (u64::MAX, u64::MAX)).await
     }
 
     async fn run(
         &self,
-        scope: &Scope,
-        sql: &str,
+        PlannedQuery { context, plan }: PlannedQuery,
         (max_rows, max_bytes): (u64, u64),
     ) -> Result<SqlAnswer, QueryError> {
-        let context = self.session(scope)?;
-        let sql = sql.to_owned();
         let timeout = self.config.timeout;
         let run = async move {
-            let plan = context.state().create_logical_plan(&sql).await?;
-            if let Err(refusal) = read_only().verify_plan(&plan) {
-                return Err(QueryError::Refused {
-                    reason: refusal.message().to_string(),
-                });
-            }
             let frame = context.execute_logical_plan(plan).await?;
             let schema = Arc::clone(frame.schema().inner());
             let mut stream = frame.execute_stream().await?;
@@ -262,6 +276,60 @@ impl Drop for QueryEngine {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// A read-only statement planned for one scope's session.
+#[derive(Clone)]
+pub struct PlannedQuery {
+    context: SessionContext,
+    plan: LogicalPlan,
+}
+
+impl std::fmt::Debug for PlannedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlannedQuery")
+            .field("plan", &self.plan.display_indent().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlannedQuery {
+    /// The columns the statement returns.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(self.plan.schema().inner())
+    }
+
+    /// The types of `$1`, `$2`, … in order (`None`: the SQL does not say; pass text).
+    pub fn parameter_types(&self) -> Result<Vec<Option<DataType>>, QueryError> {
+        let types = self.plan.get_parameter_types()?;
+        let mut numbered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .map(|(name, data_type)| {
+                name.trim_start_matches('$')
+                    .parse::<usize>()
+                    .map(|n| (n, data_type))
+                    .map_err(|_| QueryError::BadRequest {
+                        message: format!("parameter {name} is not positional ($1, $2, ...)"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        numbered.sort_by_key(|(n, _)| *n);
+        if numbered.iter().enumerate().any(|(i, (n, _))| *n != i + 1) {
+            return Err(QueryError::BadRequest {
+                message: "parameters must be numbered $1, $2, ... without gaps".to_owned(),
+            });
+        }
+        Ok(numbered.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// The statement with `$1`, `$2`, … replaced by `values`.
+    pub fn with_parameters(self, values: Vec<ScalarValue>) -> Result<Self, QueryError> {
+        let plan = self.plan.with_param_values(values)?;
+        Ok(Self {
+            context: self.context,
+            plan,
+        })
     }
 }
 

@@ -49,6 +49,9 @@ impl From<DataFusionError> for QueryError {
                     },
                 }
             }
+            DataFusionError::SQL(parse, _) => QueryError::Sql {
+                message: parse.to_string(),
+            },
             root => QueryError::Sql {
                 message: root.message().to_string(),
             },

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod output;
 pub mod overview;
+pub mod postgres;
 pub mod registry;
 pub mod reports;
 pub mod scope;
@@ -25,7 +26,7 @@ pub mod scope_filter;
 pub mod series;
 pub mod telemetry;
 
-pub use engine::{QueryConfig, QueryEngine, SqlAnswer};
+pub use engine::{PlannedQuery, QueryConfig, QueryEngine, SqlAnswer};
 pub use error::QueryError;
 pub use output::ResultFormat;
 pub use scope::Scope;

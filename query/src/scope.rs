@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
-use sunfleet_engine::registry::Registry;
+use sunfleet_engine::registry::{Registry, UserRecord, UserRole};
 
 use crate::QueryError;
 
@@ -47,6 +47,30 @@ impl Scope {
             owner_id,
             systems: Arc::new(registry.systems_of_owner(owner_id)?),
         })
+    }
+
+    /// What a signed-in user may see now: a company member their company's scope, an
+    /// owner their systems.
+    pub fn of_user(
+        registry: &Registry,
+        user: &UserRecord,
+        now_us: i64,
+    ) -> Result<Self, QueryError> {
+        match (user.company_id, user.owner_id) {
+            (_, Some(owner_id)) if user.role == UserRole::Owner => {
+                Self::of_owner(registry, owner_id)
+            }
+            (Some(company_id), _) if user.role != UserRole::Owner => {
+                Self::of_company(registry, company_id, now_us)
+            }
+            _ => Err(QueryError::BadRequest {
+                message: format!(
+                    "user {} ({}) belongs to no company and owns no system",
+                    user.email,
+                    user.role.as_str()
+                ),
+            }),
+        }
     }
 
     /// [`Scope::systems`], shared.

@@ -3,9 +3,11 @@
 
 mod import_export;
 mod serve;
+mod sql_endpoints;
 mod tasks;
 
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
 
 pub fn sunfleet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sunfleet"))
@@ -13,6 +15,63 @@ pub fn sunfleet(args: &[&str]) -> Output {
         .env("SUNFLEET_LOG", "warn")
         .output()
         .expect("the binary runs")
+}
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `sunfleet serve`, killed if the test ends without stopping it.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn interrupt(child: &Child) {
+    // SIGINT, as Ctrl-C would send: the server shuts down in order.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The pinned Python with the interop tools (`bash scripts/test` prepares it).
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SUNFLEET_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let cached = std::env::home_dir()
+        .unwrap_or_default()
+        .join(".cache/sunfleet-venv-interop/bin/python");
+    assert!(
+        cached.exists(),
+        "interop tests need the pinned Python tools: run `bash scripts/test` once (it creates \
+         them), or set SUNFLEET_PYTHON to a python with scripts/interop-requirements.txt"
+    );
+    cached
+}
+
+pub fn interop_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
 }
 
 pub fn stdout(output: &Output) -> String {

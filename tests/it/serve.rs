@@ -2,36 +2,10 @@
 //! `sunfleet simulate` streams the demo fleet to it, `sunfleet cert` issues certificates,
 //! and after a clean shutdown the data is there to export.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{stderr, stdout, sunfleet};
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn interrupt(child: &Child) {
-    // SIGINT, as Ctrl-C would send: the server shuts down in order.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
+use crate::{Server, free_udp_port, interrupt, stderr, stdout, sunfleet};
 
 #[test]
 fn serve_takes_the_simulated_fleet_over_quic_and_shuts_down_cleanly() {

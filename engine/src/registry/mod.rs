@@ -14,10 +14,12 @@ mod arrow_tables;
 mod conditions;
 mod gateways;
 pub mod records;
+mod users;
 
 pub use arrow_tables::SQL_TABLES;
 pub use conditions::{ConditionChanges, FoundCondition};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
+pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -6,8 +6,8 @@ use sunfleet_engine::directory::DeviceDirectory;
 use sunfleet_engine::ids::Serial;
 use sunfleet_engine::registry::TaskProgress;
 use sunfleet_engine::registry::{
-    DeviceDetails, NewCompany, NewDevice, NewSystem, Registry, insert_company, insert_device,
-    insert_system,
+    DeviceDetails, NewCompany, NewDevice, NewSystem, NewUser, Registry, UserRole, insert_company,
+    insert_device, insert_system, insert_user,
 };
 
 fn company() -> NewCompany {
@@ -200,4 +200,107 @@ fn constraints_reject_bad_rows_and_keep_the_rest() {
             .retired
     );
     assert!(registry.count("devices; DROP TABLE x").is_err());
+}
+
+#[test]
+fn passwords_are_hashed_checked_and_refused_alike_for_every_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path().join("r.sqlite3")).unwrap();
+    let company_id = registry
+        .transaction("company", |tx| insert_company(tx, &company()))
+        .unwrap();
+    let user = |email: &str| NewUser {
+        email: email.into(),
+        given_name: "Ana".into(),
+        family_name: "Lyst".into(),
+        phone: String::new(),
+        language: "fr".into(),
+        role: "analyst",
+        company_id: Some(company_id),
+        owner_id: None,
+        password_hash: None,
+        created_us: 0,
+    };
+    registry
+        .transaction("users", |tx| {
+            insert_user(tx, &user("ana@soleil.example"))?;
+            insert_user(tx, &user("gone@soleil.example"))
+        })
+        .unwrap();
+
+    // No password yet: nobody signs in, not even with an empty one.
+    assert_eq!(
+        registry.authenticate("ana@soleil.example", "").unwrap(),
+        None
+    );
+    assert!(matches!(
+        registry.set_password("ana@soleil.example", "short"),
+        Err(Error::WeakPassword { min_chars: 10 })
+    ));
+    assert!(matches!(
+        registry.set_password("nobody@soleil.example", "long enough password"),
+        Err(Error::UnknownUser { .. })
+    ));
+    registry
+        .set_password("ana@soleil.example", "long enough password")
+        .unwrap();
+    registry
+        .set_password("gone@soleil.example", "long enough password")
+        .unwrap();
+
+    // Stored as an argon2id PHC string, never as the password.
+    let stored: String = registry
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT password_hash FROM users WHERE email = 'ana@soleil.example'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap())
+        })
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    assert!(!stored.contains("long enough password"));
+
+    // E-mails match without regard to case; the record says who signed in.
+    let signed_in = registry
+        .authenticate("ANA@soleil.example", "long enough password")
+        .unwrap()
+        .unwrap();
+    assert_eq!(signed_in.role, UserRole::Analyst);
+    assert_eq!(signed_in.company_id, Some(company_id));
+    let last_login: Option<i64> = registry
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT last_login_us FROM users WHERE email = 'ana@soleil.example'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap())
+        })
+        .unwrap();
+    assert!(last_login.is_some());
+
+    // Wrong password, unknown user and deactivated user get the same answer.
+    registry
+        .read(|c| {
+            c.execute(
+                "UPDATE users SET active = 0 WHERE email = 'gone@soleil.example'",
+                [],
+            )
+            .unwrap();
+            Ok(())
+        })
+        .unwrap();
+    for (email, password) in [
+        ("ana@soleil.example", "long enough passworD"),
+        ("nobody@soleil.example", "long enough password"),
+        ("gone@soleil.example", "long enough password"),
+    ] {
+        assert_eq!(
+            registry.authenticate(email, password).unwrap(),
+            None,
+            "{email}"
+        );
+    }
 }

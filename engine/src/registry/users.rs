@@ -1,0 +1,215 @@
+//! Users and their passwords. Passwords are stored as argon2id PHC strings and checked
+//! here, so the portal and the SQL endpoints sign people in the same way.
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rusqlite::{OptionalExtension, params};
+use std::sync::OnceLock;
+
+use super::{Registry, sql_error};
+use crate::Error;
+
+/// Shorter passwords are refused.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// What a user may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRole {
+    InstallerAdmin,
+    InstallerUser,
+    Subcontractor,
+    Owner,
+    /// Reads the company's data with SQL; no portal pages of its own.
+    Analyst,
+}
+
+impl UserRole {
+    pub const ALL: [UserRole; 5] = [
+        UserRole::InstallerAdmin,
+        UserRole::InstallerUser,
+        UserRole::Subcontractor,
+        UserRole::Owner,
+        UserRole::Analyst,
+    ];
+
+    /// The registry's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::InstallerAdmin => "installer_admin",
+            UserRole::InstallerUser => "installer_user",
+            UserRole::Subcontractor => "subcontractor",
+            UserRole::Owner => "owner",
+            UserRole::Analyst => "analyst",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+/// A user as sign-in and authorisation see them (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub email: String,
+    pub role: UserRole,
+    /// Set for company members (installers, subcontractors, analysts).
+    pub company_id: Option<i64>,
+    /// Set for owners.
+    pub owner_id: Option<i64>,
+    pub active: bool,
+}
+
+/// The hash checked when the e-mail is unknown, so a wrong e-mail takes as long as a wrong
+/// password and the answer does not tell which users exist.
+fn dummy_hash() -> Result<&'static str, Error> {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    if let Some(hash) = DUMMY.get() {
+        return Ok(hash);
+    }
+    let hash = hash_password("no user has this password")?;
+    Ok(DUMMY.get_or_init(|| hash))
+}
+
+fn hash_password(password: &str) -> Result<String, Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::PasswordHash {
+            reason: e.to_string(),
+        })
+}
+
+const USER_COLUMNS: &str = "id, email, role, company_id, owner_id, active, password_hash";
+
+type UserRow = (
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    bool,
+    Option<String>,
+);
+
+fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn user_record(
+    (id, email, role, company_id, owner_id, active, hash): UserRow,
+) -> Result<(UserRecord, Option<String>), Error> {
+    let role = UserRole::parse(&role).ok_or_else(|| Error::Registry {
+        context: format!("user {email:?} has an unknown role {role:?}"),
+        source: rusqlite::Error::InvalidQuery,
+    })?;
+    let user = UserRecord {
+        id,
+        email,
+        role,
+        company_id,
+        owner_id,
+        active,
+    };
+    Ok((user, hash))
+}
+
+impl Registry {
+    pub fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, Error> {
+        Ok(self.user_with_hash(email)?.map(|(user, _)| user))
+    }
+
+    fn user_with_hash(&self, email: &str) -> Result<Option<(UserRecord, Option<String>)>, Error> {
+        let row = self
+            .connection()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                params![email.trim()],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_error(format!("looking up user {email:?}")))?;
+        row.map(user_record).transpose()
+    }
+
+    /// A company's users, by e-mail.
+    pub fn users_of_company(&self, company_id: i64) -> Result<Vec<UserRecord>, Error> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE company_id = ?1 ORDER BY email"
+            ))
+            .map_err(sql_error("listing users"))?;
+        let rows = statement
+            .query_map(params![company_id], user_row)
+            .map_err(sql_error("listing users"))?;
+        rows.map(|row| {
+            let row = row.map_err(sql_error("reading a user"))?;
+            user_record(row).map(|(user, _)| user)
+        })
+        .collect()
+    }
+
+    /// Sets a user's password (argon2id with a fresh salt).
+    pub fn set_password(&self, email: &str, password: &str) -> Result<(), Error> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(Error::WeakPassword {
+                min_chars: MIN_PASSWORD_CHARS,
+            });
+        }
+        let hash = hash_password(password)?;
+        let changed = self
+            .connection()
+            .execute(
+                "UPDATE users SET password_hash = ?1 WHERE email = ?2",
+                params![hash, email.trim()],
+            )
+            .map_err(sql_error(format!("setting the password of {email:?}")))?;
+        if changed == 0 {
+            return Err(Error::UnknownUser {
+                email: email.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The active user with this e-mail and password, or `None` (unknown e-mail, wrong
+    /// password, no password set or deactivated: one answer for all). Takes tens of
+    /// milliseconds on purpose (argon2); call it off the async threads.
+    pub fn authenticate(&self, email: &str, password: &str) -> Result<Option<UserRecord>, Error> {
+        let found = self.user_with_hash(email)?;
+        let hash = match found.as_ref().and_then(|(_, hash)| hash.as_deref()) {
+            Some(hash) => hash,
+            None => dummy_hash()?,
+        };
+        let parsed = PasswordHash::new(hash).map_err(|e| Error::PasswordHash {
+            reason: e.to_string(),
+        })?;
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        match found {
+            Some((user, Some(_))) if matches && user.active => {
+                self.connection()
+                    .execute(
+                        "UPDATE users SET last_login_us = ?1 WHERE id = ?2",
+                        params![crate::time::now_micros(), user.id],
+                    )
+                    .map_err(sql_error(format!("recording the sign-in of {email:?}")))?;
+                Ok(Some(user))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Analysts' SQL endpoints, driven by stock clients against the real server: `psql` and
+//! psycopg over the Postgres wire protocol (password sign-in, company scope, refusals,
+//! TLS), agreeing with DuckDB reading the same Parquet files.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sunfleet_engine::registry::Registry;
+
+use crate::{
+    Server, free_tcp_port, free_udp_port, interop_script, interrupt, python, stderr, stdout,
+    sunfleet,
+};
+
+const PASSWORD: &str = "a long analyst password";
+
+fn start_server(data: &Path, quic: &str, postgres: u16, extra: &[&str]) -> Server {
+    let postgres_addr = format!("127.0.0.1:{postgres}");
+    let mut args = vec![
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--quic",
+        quic,
+        "--postgres",
+        &postgres_addr,
+        "--seed-systems",
+        "12",
+        "--seed",
+        "4",
+        "--check-every",
+        "3600",
+    ];
+    args.extend_from_slice(extra);
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_sunfleet"))
+            .args(&args)
+            .env("SUNFLEET_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let began = Instant::now();
+    while TcpStream::connect(&postgres_addr).is_err() {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the Postgres endpoint did not open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// `psql` with unaligned, comma-separated output and no startup file.
+fn psql(connection: &str, password: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            ",",
+            "-v",
+            "ON_ERROR_STOP=1",
+            connection,
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "20")
+        .output()
+        .expect("psql runs (apt-get install postgresql-client; .ci/run installs it)")
+}
+
+fn psql_ok(connection: &str, sql: &str) -> Vec<String> {
+    let out = psql(connection, PASSWORD, sql);
+    assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    stdout(&out).lines().map(str::to_owned).collect()
+}
+
+fn add_analyst(data: &str, email: &str, company: i64) {
+    let out = sunfleet(&[
+        "user",
+        "add",
+        "--data",
+        data,
+        "--email",
+        email,
+        "--role",
+        "analyst",
+        "--company",
+        &company.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
+        .args(["user", "password", "--data", data, "--email", email])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// "system,joules,rows" lines into a map.
+fn energy_lines(lines: &[String]) -> BTreeMap<u32, (u64, u64)> {
+    lines
+        .iter()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (
+                fields[0].parse().unwrap(),
+                (fields[1].parse().unwrap(), fields[2].parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn postgres_clients_sign_in_see_their_company_and_agree_with_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let quic = format!("127.0.0.1:{}", free_udp_port());
+    let port = free_tcp_port();
+    let mut server = start_server(&data, &quic, port, &[]);
+
+    // Readings arrive over QUIC from the simulated fleet.
+    let out = sunfleet(&[
+        "simulate",
+        "--data",
+        data_arg,
+        "--addr",
+        &quic,
+        "--systems",
+        "12",
+        "--seed",
+        "4",
+        "--speed",
+        "900",
+        "--at",
+        "2026-06-01T10:00",
+        "--duration",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Two companies' analysts; what each may see comes from the registry.
+    let registry = Registry::open(sunfleet::data::registry_path(&data)).unwrap();
+    let now = sunfleet_engine::time::now_micros();
+    let companies: Vec<i64> = registry
+        .read(|c| {
+            let mut statement = c.prepare("SELECT id FROM companies ORDER BY id").unwrap();
+            let ids = statement
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            Ok(ids)
+        })
+        .unwrap();
+    let mut visible: Vec<(i64, Vec<u32>)> = companies
+        .iter()
+        .map(|&c| {
+            let systems = registry.systems_of_company(c, now).unwrap();
+            (c, systems.iter().collect::<Vec<u32>>())
+        })
+        .filter(|(_, systems)| !systems.is_empty())
+        .collect();
+    assert!(
+        visible.len() >= 2,
+        "the fleet needs two companies with systems"
+    );
+    // The company that sees least, and the one that sees most.
+    visible.sort_by_key(|(_, systems)| systems.len());
+    let (first, first_systems) = visible[0].clone();
+    let (second, second_systems) = visible[visible.len() - 1].clone();
+    assert_ne!(first_systems, second_systems);
+    add_analyst(data_arg, "first@analysts.example", first);
+    add_analyst(data_arg, "second@analysts.example", second);
+    let connect = |user: &str| format!("host=127.0.0.1 port={port} user={user} dbname=sunfleet");
+    let first_conn = connect("first@analysts.example");
+    let second_conn = connect("second@analysts.example");
+
+    // Each sees exactly its company's systems, in the registry tables and the telemetry.
+    for (conn, expected) in [
+        (&first_conn, &first_systems),
+        (&second_conn, &second_systems),
+    ] {
+        let ids: Vec<u32> = psql_ok(conn, "SELECT id FROM systems ORDER BY id")
+            .iter()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(&ids, expected);
+        let reporting: Vec<u32> =
+            psql_ok(conn, "SELECT DISTINCT system_id FROM readings ORDER BY 1")
+                .iter()
+                .map(|l| l.parse().unwrap())
+                .collect();
+        assert!(!reporting.is_empty(), "no readings visible");
+        assert!(
+            reporting.iter().all(|s| expected.contains(s)),
+            "{reporting:?} vs {expected:?}"
+        );
+    }
+
+    // Writes, file access and settings are refused with the reason; the session goes on.
+    for sql in [
+        "COPY (SELECT 1) TO '/tmp/sunfleet-pg-copy.csv'",
+        "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/tmp'",
+        "SET datafusion.execution.target_partitions = 1",
+        "INSERT INTO systems (id) VALUES (1)",
+    ] {
+        let out = psql(&first_conn, PASSWORD, sql);
+        assert!(!out.status.success(), "{sql} was accepted");
+        assert!(
+            stderr(&out).contains("refused") || stderr(&out).contains("not"),
+            "{sql}: {}",
+            stderr(&out)
+        );
+    }
+    let out = psql(&first_conn, PASSWORD, "SELEC 1");
+    assert!(stderr(&out).contains("SELEC"), "{}", stderr(&out));
+
+    // No anonymous access, no guessing: one answer for a wrong password and an unknown user.
+    for (conn, password) in [
+        (&first_conn, "not the password"),
+        (&connect("nobody@analysts.example"), PASSWORD),
+    ] {
+        let out = psql(conn, password, "SELECT 1");
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("password authentication failed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // psycopg: bound parameters (text and binary), a transaction, the same numbers as psql.
+    let system = first_systems[0];
+    let by_psql = psql_ok(
+        &first_conn,
+        &format!(
+            "SELECT system_id, sum(energy_j), count(*) FROM readings WHERE system_id = {system} GROUP BY 1"
+        ),
+    );
+    let out = Command::new(python())
+        .arg(interop_script("postgres_client.py"))
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            "first@analysts.example",
+            PASSWORD,
+        ])
+        .arg(system.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let by_psycopg = stdout(&out);
+    assert!(
+        by_psycopg.contains(&format!("energy,{}", by_psql[0])),
+        "{by_psycopg} vs {by_psql:?}"
+    );
+    let name = psql_ok(
+        &first_conn,
+        &format!("SELECT name FROM systems WHERE id = {system}"),
+    );
+    assert!(
+        by_psycopg.contains(&format!("name,{system},{}", name[0])),
+        "{by_psycopg}"
+    );
+    // Another company's system is not there, whatever the parameters say.
+    let other = visible
+        .iter()
+        .flat_map(|(_, systems)| systems)
+        .find(|s| !first_systems.contains(s))
+        .expect("a system the first company may not see");
+    let out = Command::new(python())
+        .arg(interop_script("postgres_client.py"))
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            "first@analysts.example",
+            PASSWORD,
+        ])
+        .arg(other.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "another company's system leaked");
+
+    let fleet_sql = "SELECT system_id, sum(energy_j), count(*) FROM readings GROUP BY 1 ORDER BY 1";
+    let first_energy = energy_lines(&psql_ok(&first_conn, fleet_sql));
+
+    // After a clean shutdown the Parquet files hold the same readings: DuckDB agrees.
+    interrupt(&server.0);
+    assert!(server.0.wait().unwrap().success());
+    let out = Command::new(python())
+        .arg(interop_script("duckdb_energy.py"))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    let duckdb_energy: BTreeMap<u32, (u64, u64)> = energy_lines(&lines)
+        .into_iter()
+        .filter(|(system, _)| first_systems.contains(system))
+        .collect();
+    assert_eq!(first_energy, duckdb_energy);
+
+    // With TLS required, plaintext is refused and a verified TLS connection works.
+    let _server = start_server(&data, &quic, port, &["--sql-tls"]);
+    let out = psql(
+        &format!("{first_conn} sslmode=disable"),
+        PASSWORD,
+        "SELECT 1",
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("encrypted connections only"),
+        "{}",
+        stderr(&out)
+    );
+    let ca = data.join("tls/ca.pem");
+    let verified = format!(
+        "host=localhost port={port} user=first@analysts.example dbname=sunfleet sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    assert_eq!(
+        psql_ok(&verified, "SELECT count(*) FROM systems"),
+        vec![first_systems.len().to_string()]
+    );
+}
