@@ -1,5 +1,5 @@
 //! `sunfleet serve`: the engine on a data folder, the QUIC ingest in front of it, the
-//! Postgres wire endpoint and the fleet checks on a schedule, until Ctrl-C or SIGTERM; then an ordered shutdown (ingest
+//! SQL endpoints (Postgres wire, Arrow Flight SQL) and the fleet checks on a schedule, until Ctrl-C or SIGTERM; then an ordered shutdown (ingest
 //! first, so every acknowledged batch is known; then checks and maintenance stop; then the
 //! write buffer is persisted).
 
@@ -15,6 +15,7 @@ use sunfleet_engine::registry::Registry;
 use sunfleet_ingest::server::{IngestConfig, IngestServer};
 use sunfleet_ingest::tls::ServerIdentity;
 use sunfleet_query::checks::{CheckSettings, run_checks};
+use sunfleet_query::flight::{FlightConfig, FlightServer};
 use sunfleet_query::postgres::{PostgresConfig, PostgresServer};
 use sunfleet_query::{QueryConfig, QueryEngine};
 
@@ -48,6 +49,9 @@ pub struct ServeArgs {
     /// TCP address of the Postgres wire endpoint (`psql -h 127.0.0.1 -p 5433 -U EMAIL`).
     #[arg(long, default_value = "127.0.0.1:5433", env = "SUNFLEET_POSTGRES")]
     pub postgres: SocketAddr,
+    /// TCP address of the Arrow Flight SQL endpoint (ADBC: `grpc://127.0.0.1:8815`).
+    #[arg(long, default_value = "127.0.0.1:8815", env = "SUNFLEET_FLIGHT")]
+    pub flight: SocketAddr,
     /// Require TLS on the SQL endpoints (the server certificate from the TLS folder,
     /// issued by the fleet CA); unencrypted connections are then refused.
     #[arg(long)]
@@ -129,6 +133,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&folder.registry),
     )
     .await?;
+    let flight = FlightServer::start(
+        FlightConfig {
+            listen: args.flight,
+            tls: args.sql_tls.then(|| {
+                (
+                    identity.server.cert_pem.clone(),
+                    identity.server.key_pem.clone(),
+                )
+            }),
+        },
+        Arc::clone(&query),
+        Arc::clone(&folder.registry),
+    )
+    .await?;
     println!(
         "sunfleet: QUIC ingest on {} (ALPN sunfleet/1, gateways need a certificate from {}); data in {}.",
         ingest.local_addr()?,
@@ -136,13 +154,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data.display()
     );
     println!(
-        "sunfleet: Postgres wire on {}{} (sign in with a user's e-mail and password: `sunfleet user password`). Ctrl-C stops.",
+        "sunfleet: SQL: Postgres wire on {}, Arrow Flight SQL on {}{} (sign in with a user's e-mail and password: `sunfleet user password`). Ctrl-C stops.",
         postgres.local_addr(),
+        flight.local_addr(),
         if args.sql_tls { ", TLS required" } else { "" },
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
     postgres.shutdown().await;
+    flight.shutdown().await;
     ingest.shutdown().await?;
     let _ = stop_maintenance.send(true);
     let _ = checks.await;

@@ -15,6 +15,7 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement;
 use futures::StreamExt;
 use sunfleet_engine::registry::Registry;
 use sunfleet_engine::store::Store;
@@ -190,7 +191,22 @@ impl QueryEngine {
     /// what [`QueryEngine::sql`] refuses.
     pub async fn plan(&self, scope: &Scope, sql: &str) -> Result<PlannedQuery, QueryError> {
         let context = self.session(scope)?;
-        let plan = context.state().create_logical_plan(sql).await?;
+        let state = context.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        // Refused before planning: planning them may already fail on the path or format
+        // with a message that does not say they are not allowed at all.
+        let refused = match &statement {
+            Statement::CreateExternalTable(_) => Some("DDL not supported: CreateExternalTable"),
+            Statement::CopyTo(_) => Some("DML not supported: COPY"),
+            _ => None,
+        };
+        if let Some(reason) = refused {
+            return Err(QueryError::Refused {
+                reason: reason.to_owned(),
+            });
+        }
+        let plan = state.statement_to_plan(statement).await?;
         if let Err(refusal) = read_only().verify_plan(&plan) {
             return Err(QueryError::Refused {
                 reason: refusal.message().to_string(),

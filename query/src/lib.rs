@@ -16,6 +16,7 @@ pub mod checks;
 pub mod daily;
 pub mod engine;
 pub mod error;
+pub mod flight;
 pub mod output;
 pub mod overview;
 pub mod postgres;

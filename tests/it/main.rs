@@ -150,7 +150,7 @@ fn help_lists_every_subcommand() {
     assert!(out.status.success());
     let text = stdout(&out);
     for command in [
-        "demo", "serve", "simulate", "sql", "import", "export", "cert",
+        "demo", "serve", "simulate", "sql", "import", "export", "cert", "user",
     ] {
         assert!(text.contains(command), "{command} missing from --help");
     }

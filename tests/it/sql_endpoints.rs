@@ -1,6 +1,7 @@
 //! Analysts' SQL endpoints, driven by stock clients against the real server: `psql` and
-//! psycopg over the Postgres wire protocol (password sign-in, company scope, refusals,
-//! TLS), agreeing with DuckDB reading the same Parquet files.
+//! psycopg over the Postgres wire protocol, the ADBC driver over Arrow Flight SQL (password
+//! sign-in, company scope, refusals, TLS), agreeing with each other and with DuckDB reading
+//! the same Parquet files.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,8 +19,9 @@ use crate::{
 
 const PASSWORD: &str = "a long analyst password";
 
-fn start_server(data: &Path, quic: &str, postgres: u16, extra: &[&str]) -> Server {
+fn start_server(data: &Path, quic: &str, (postgres, flight): (u16, u16), extra: &[&str]) -> Server {
     let postgres_addr = format!("127.0.0.1:{postgres}");
+    let flight_addr = format!("127.0.0.1:{flight}");
     let mut args = vec![
         "serve",
         "--data",
@@ -28,6 +30,8 @@ fn start_server(data: &Path, quic: &str, postgres: u16, extra: &[&str]) -> Serve
         quic,
         "--postgres",
         &postgres_addr,
+        "--flight",
+        &flight_addr,
         "--seed-systems",
         "12",
         "--seed",
@@ -46,12 +50,14 @@ fn start_server(data: &Path, quic: &str, postgres: u16, extra: &[&str]) -> Serve
             .unwrap(),
     );
     let began = Instant::now();
-    while TcpStream::connect(&postgres_addr).is_err() {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the Postgres endpoint did not open"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    for addr in [&postgres_addr, &flight_addr] {
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "the SQL endpoint {addr} did not open"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     server
 }
@@ -109,6 +115,38 @@ fn add_analyst(data: &str, email: &str, company: i64) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// Runs `statements` with the ADBC Flight SQL driver; each statement's output lines (or one
+/// "error: …" line). A failed sign-in is one "error: …" result.
+fn adbc(
+    uri: &str,
+    user: &str,
+    password: &str,
+    ca: Option<&Path>,
+    statements: &[&str],
+) -> Vec<Vec<String>> {
+    let mut command = Command::new(python());
+    command
+        .arg(interop_script("flight_sql_client.py"))
+        .args([uri, user, password]);
+    if let Some(ca) = ca {
+        command.arg(ca);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{}", statements.join("\n")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .split("--\n")
+        .filter(|chunk| !chunk.is_empty())
+        .map(|chunk| chunk.lines().map(str::to_owned).collect())
+        .collect()
+}
+
 /// "system,joules,rows" lines into a map.
 fn energy_lines(lines: &[String]) -> BTreeMap<u32, (u64, u64)> {
     lines
@@ -124,13 +162,13 @@ fn energy_lines(lines: &[String]) -> BTreeMap<u32, (u64, u64)> {
 }
 
 #[test]
-fn postgres_clients_sign_in_see_their_company_and_agree_with_duckdb() {
+fn sql_clients_sign_in_see_their_company_and_agree_with_duckdb() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
     let quic = format!("127.0.0.1:{}", free_udp_port());
-    let port = free_tcp_port();
-    let mut server = start_server(&data, &quic, port, &[]);
+    let (port, flight_port) = (free_tcp_port(), free_tcp_port());
+    let mut server = start_server(&data, &quic, (port, flight_port), &[]);
 
     // Readings arrive over QUIC from the simulated fleet.
     let out = sunfleet(&[
@@ -299,6 +337,39 @@ fn postgres_clients_sign_in_see_their_company_and_agree_with_duckdb() {
     let fleet_sql = "SELECT system_id, sum(energy_j), count(*) FROM readings GROUP BY 1 ORDER BY 1";
     let first_energy = energy_lines(&psql_ok(&first_conn, fleet_sql));
 
+    // ADBC over Arrow Flight SQL: same user, same rows, same refusals.
+    let flight_uri = format!("grpc://127.0.0.1:{flight_port}");
+    let results = adbc(
+        &flight_uri,
+        "first@analysts.example",
+        PASSWORD,
+        None,
+        &[
+            "SELECT id FROM systems ORDER BY id",
+            fleet_sql,
+            "COPY (SELECT 1) TO '/tmp/sunfleet-flight-copy.csv'",
+        ],
+    );
+    let ids: Vec<u32> = results[0].iter().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(ids, first_systems);
+    assert_eq!(energy_lines(&results[1]), first_energy);
+    assert!(
+        results[2][0].contains("statement refused"),
+        "{:?}",
+        results[2]
+    );
+    let refused = adbc(
+        &flight_uri,
+        "first@analysts.example",
+        "not the password",
+        None,
+        &["SELECT 1"],
+    );
+    assert!(
+        refused[0][0].contains("password authentication failed"),
+        "{refused:?}"
+    );
+
     // After a clean shutdown the Parquet files hold the same readings: DuckDB agrees.
     interrupt(&server.0);
     assert!(server.0.wait().unwrap().success());
@@ -316,7 +387,7 @@ fn postgres_clients_sign_in_see_their_company_and_agree_with_duckdb() {
     assert_eq!(first_energy, duckdb_energy);
 
     // With TLS required, plaintext is refused and a verified TLS connection works.
-    let _server = start_server(&data, &quic, port, &["--sql-tls"]);
+    let _server = start_server(&data, &quic, (port, flight_port), &["--sql-tls"]);
     let out = psql(
         &format!("{first_conn} sslmode=disable"),
         PASSWORD,
@@ -333,6 +404,22 @@ fn postgres_clients_sign_in_see_their_company_and_agree_with_duckdb() {
         "host=localhost port={port} user=first@analysts.example dbname=sunfleet sslmode=verify-full sslrootcert={}",
         ca.display()
     );
+    let over_tls = adbc(
+        &format!("grpc+tls://localhost:{flight_port}"),
+        "first@analysts.example",
+        PASSWORD,
+        Some(&ca),
+        &["SELECT count(*) FROM systems"],
+    );
+    assert_eq!(over_tls[0], vec![first_systems.len().to_string()]);
+    let plaintext = adbc(
+        &format!("grpc://127.0.0.1:{flight_port}"),
+        "first@analysts.example",
+        PASSWORD,
+        None,
+        &["SELECT 1"],
+    );
+    assert!(plaintext[0][0].starts_with("error"), "{plaintext:?}");
     assert_eq!(
         psql_ok(&verified, "SELECT count(*) FROM systems"),
         vec![first_systems.len().to_string()]
