@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod parquet_layout;
+mod query;
 mod quic;
 mod store;
 
@@ -69,6 +70,24 @@ enum Workload {
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
         /// Folder for the WAL (default: a temporary folder on the data disk).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// The query layer on months of fleet history (built once into `--dir`, then reused):
+    /// fleet checks, a 7-day 5-minute graph with unpersisted data, daily energy SQL beside
+    /// DuckDB on the same files.
+    Query {
+        /// 1,700 generated systems average 25 microinverters each (42,500 in all).
+        #[arg(long, default_value_t = 1_700)]
+        systems: u32,
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Timed repetitions after a warm-up.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Data folder (default: target/bench-query-<systems>x<days>d-seed<seed>).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
@@ -167,6 +186,19 @@ fn main() -> anyhow::Result<()> {
             in_flight,
             dir,
         } => wal(systems, seed, writers, flush_ms, in_flight, dir),
+        Workload::Query {
+            systems,
+            days,
+            seed,
+            runs,
+            dir,
+        } => query::run(query::Options {
+            systems,
+            days,
+            seed,
+            runs,
+            dir,
+        }),
         Workload::Store {
             systems,
             seed,

@@ -87,7 +87,13 @@ impl PostgresServer {
                 tls_required: tls.is_some(),
                 parameters: server_parameters(),
             }),
-            sql: Arc::new(SqlService { engine, registry }),
+            sql: Arc::new(SqlService {
+                parser: Arc::new(StatementParser {
+                    engine: Arc::clone(&engine),
+                    registry,
+                }),
+                engine,
+            }),
         });
         let (stop, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, tls, handlers, stop_rx));
@@ -303,10 +309,17 @@ impl SessionCommand {
 /// Runs statements for the signed-in user.
 struct SqlService {
     engine: Arc<QueryEngine>,
+    parser: Arc<StatementParser>,
+}
+
+/// Plans statements in the signed-in user's scope (for both protocols; the extended
+/// protocol keeps the plan between Parse and Execute).
+struct StatementParser {
+    engine: Arc<QueryEngine>,
     registry: Arc<Registry>,
 }
 
-impl SqlService {
+impl StatementParser {
     fn scope<C: ClientInfo>(&self, client: &C) -> PgWireResult<Scope> {
         let user = client
             .session_extensions()
@@ -361,7 +374,7 @@ impl SimpleQueryHandler for SqlService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let scope = self.scope(client)?;
+        let scope = self.parser.scope(client)?;
         // A simple query may hold several statements; each gets its own answer.
         let statements =
             DFParser::parse_sql(query).map_err(|e| query_error(QueryError::from(e)))?;
@@ -372,7 +385,7 @@ impl SimpleQueryHandler for SqlService {
         };
         let mut responses = Vec::with_capacity(texts.len());
         for text in texts {
-            match self.prepare(&scope, &text).await? {
+            match self.parser.prepare(&scope, &text).await? {
                 Prepared::Session(command) => responses.push(command.response()),
                 Prepared::Query(planned) => {
                     let answer = self.engine.execute(*planned).await.map_err(query_error)?;
@@ -382,12 +395,6 @@ impl SimpleQueryHandler for SqlService {
         }
         Ok(responses)
     }
-}
-
-/// Plans statements for the extended protocol (Parse, Describe).
-struct StatementParser {
-    engine: Arc<QueryEngine>,
-    registry: Arc<Registry>,
 }
 
 #[async_trait]
@@ -403,12 +410,8 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let service = SqlService {
-            engine: Arc::clone(&self.engine),
-            registry: Arc::clone(&self.registry),
-        };
-        let scope = service.scope(client)?;
-        service.prepare(&scope, sql).await.map(Some)
+        let scope = self.scope(client)?;
+        self.prepare(&scope, sql).await.map(Some)
     }
 
     fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -445,10 +448,7 @@ impl ExtendedQueryHandler for SqlService {
     type QueryParser = StatementParser;
 
     fn query_parser(&self) -> Arc<StatementParser> {
-        Arc::new(StatementParser {
-            engine: Arc::clone(&self.engine),
-            registry: Arc::clone(&self.registry),
-        })
+        Arc::clone(&self.parser)
     }
 
     async fn do_query<C>(
