@@ -115,6 +115,18 @@ fn add_analyst(data: &str, email: &str, company: i64) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// What `postgres_client.py` (psycopg) prints for `system`, signed in as `user`.
+fn psycopg(port: u16, user: &str, system: u32) -> String {
+    let out = Command::new(python())
+        .arg(interop_script("postgres_client.py"))
+        .args(["127.0.0.1", &port.to_string(), user, PASSWORD])
+        .arg(system.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
 /// Runs `statements` with the ADBC Flight SQL driver; each statement's output lines (or one
 /// "error: …" line). A failed sign-in is one "error: …" result.
 fn adbc(
@@ -289,19 +301,7 @@ fn sql_clients_sign_in_see_their_company_and_agree_with_duckdb() {
             "SELECT system_id, sum(energy_j), count(*) FROM readings WHERE system_id = {system} GROUP BY 1"
         ),
     );
-    let out = Command::new(python())
-        .arg(interop_script("postgres_client.py"))
-        .args([
-            "127.0.0.1",
-            &port.to_string(),
-            "first@analysts.example",
-            PASSWORD,
-        ])
-        .arg(system.to_string())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let by_psycopg = stdout(&out);
+    let by_psycopg = psycopg(port, "first@analysts.example", system);
     assert!(
         by_psycopg.contains(&format!("energy,{}", by_psql[0])),
         "{by_psycopg} vs {by_psql:?}"
@@ -320,19 +320,11 @@ fn sql_clients_sign_in_see_their_company_and_agree_with_duckdb() {
         .flat_map(|(_, systems)| systems)
         .find(|s| !first_systems.contains(s))
         .expect("a system the first company may not see");
-    let out = Command::new(python())
-        .arg(interop_script("postgres_client.py"))
-        .args([
-            "127.0.0.1",
-            &port.to_string(),
-            "first@analysts.example",
-            PASSWORD,
-        ])
-        .arg(other.to_string())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "", "another company's system leaked");
+    assert_eq!(
+        psycopg(port, "first@analysts.example", *other),
+        "",
+        "another company's system leaked"
+    );
 
     let fleet_sql = "SELECT system_id, sum(energy_j), count(*) FROM readings GROUP BY 1 ORDER BY 1";
     let first_energy = energy_lines(&psql_ok(&first_conn, fleet_sql));
