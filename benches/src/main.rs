@@ -316,6 +316,17 @@ fn wal(
 
 /// Appends every item of each share from a thread of its own, keeping `window` appends
 /// waiting for their acknowledgement per thread (like a gateway connection's window).
+/// The pinned Python with DuckDB that `bash scripts/test` prepares (or `SUNFLEET_PYTHON`).
+fn interop_python() -> anyhow::Result<std::path::PathBuf> {
+    std::env::var_os("SUNFLEET_PYTHON")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let cached = std::env::home_dir()?.join(".cache/sunfleet-venv-interop/bin/python");
+            cached.exists().then_some(cached)
+        })
+        .context("no Python with DuckDB: run `bash scripts/test` once or set SUNFLEET_PYTHON")
+}
+
 fn append_from_threads<T: Send + 'static>(
     shares: Vec<Vec<T>>,
     window: usize,

@@ -321,13 +321,7 @@ fn duckdb_times(
     end_us: i64,
     runs: usize,
 ) -> anyhow::Result<(Duration, usize, Duration)> {
-    let python = std::env::var_os("SUNFLEET_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cached = std::env::home_dir()?.join(".cache/sunfleet-venv-interop/bin/python");
-            cached.exists().then_some(cached)
-        })
-        .context("no Python with DuckDB: run `bash scripts/test` once or set SUNFLEET_PYTHON")?;
+    let python = crate::interop_python()?;
     let end = CivilDate::of_timestamp(end_us);
     let script = format!(
         r#"

@@ -152,13 +152,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
 /// Rewrites the readings with DuckDB's default Parquet writer; returns (rows, bytes).
 fn duckdb_rewrite(root: &std::path::Path) -> anyhow::Result<(u64, u64)> {
-    let python = std::env::var_os("SUNFLEET_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cached = std::env::home_dir()?.join(".cache/sunfleet-venv-interop/bin/python");
-            cached.exists().then_some(cached)
-        })
-        .context("no Python with DuckDB: run `bash scripts/test` once or set SUNFLEET_PYTHON")?;
+    let python = crate::interop_python()?;
     let out = root.join("duckdb-default.parquet");
     let sql = format!(
         "import duckdb; duckdb.sql('SET enable_progress_bar = false'); duckdb.sql(\"COPY (SELECT * FROM read_parquet('{}/readings/*/*.parquet')) TO '{}' (FORMAT parquet)\"); print(duckdb.sql(\"SELECT count(*) FROM '{}'\").fetchall()[0][0])",
