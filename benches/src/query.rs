@@ -72,7 +72,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         seed_registry(&registry, &fleet)?;
     }
     let mut config = StoreConfig::new(&folder);
-    config.persist_rows = 30_000_000;
+    config.persist_rows = 4_000_000;
     config.persist_interval = Duration::from_secs(3_600);
     let store = Arc::new(runtime.block_on(Store::open(config, fleet_directory(&fleet)?))?);
     let last_day_start = start.add_days(options.days as i32 - 1).start_micros();
@@ -236,7 +236,17 @@ fn build(
             });
         }
         let appender = Arc::clone(store);
-        append_from_threads(shares, 64, move |batch| appender.append(batch))?;
+        append_from_threads(shares, 64, move |batch| {
+            // Back-pressure, as a gateway meets it: wait for persistence and retry.
+            loop {
+                match appender.append(batch.clone()) {
+                    Err(sunfleet_engine::Error::BufferFull { .. }) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    result => return result,
+                }
+            }
+        })?;
     }
     say!(
         "build: {readings} readings appended durably in {:.0} s ({:.0} readings/s incl. generation)",
