@@ -343,7 +343,7 @@ def timed(sql):
     times, rows = [], 0
     for _ in range({runs} + 1):
         began = time.perf_counter()
-        rows = con.execute(sql).to_arrow_table().num_rows
+        rows = con.sql(sql).to_arrow_table().num_rows
         times.append(time.perf_counter() - began)
     return statistics.median(times[1:]), rows
 daily, daily_rows = timed("""{daily}""")

@@ -159,11 +159,10 @@ impl FlightSqlEndpoint {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| Status::unauthenticated("expected a Bearer token"))?;
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        tokens.retain(|_, session| session.expires > now);
+        let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         tokens
             .get(token)
+            .filter(|session| session.expires > Instant::now())
             .map(|session| session.user.clone())
             .ok_or_else(|| {
                 Status::unauthenticated("the token is unknown or expired: sign in again")
@@ -246,13 +245,9 @@ impl FlightSqlService for FlightSqlEndpoint {
         let (email, password) = decoded
             .split_once(':')
             .ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
-        let (email, password) = (email.to_owned(), password.to_owned());
-        let registry = Arc::clone(&self.registry);
-        let who = email.clone();
-        let user = tokio::task::spawn_blocking(move || registry.authenticate(&who, &password))
+        let user = Scope::sign_in(&self.registry, email, password)
             .await
-            .map_err(|e| Status::internal(format!("signing in: {e}")))?
-            .map_err(|e| Status::internal(format!("signing in: {e}")))?;
+            .map_err(|e| Status::internal(e.to_string()))?;
         let Some(user) = user else {
             tracing::info!(%email, "Flight SQL sign-in refused");
             return Err(Status::unauthenticated(format!(
@@ -260,16 +255,18 @@ impl FlightSqlService for FlightSqlEndpoint {
             )));
         };
         let token = new_token()?;
-        self.tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                token.clone(),
-                Session {
-                    user,
-                    expires: Instant::now() + TOKEN_LIFETIME,
-                },
-            );
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        // Expired tokens go at sign-in, not on every call.
+        let now = Instant::now();
+        tokens.retain(|_, session| session.expires > now);
+        tokens.insert(
+            token.clone(),
+            Session {
+                user,
+                expires: now + TOKEN_LIFETIME,
+            },
+        );
+        drop(tokens);
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),

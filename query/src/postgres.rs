@@ -223,13 +223,9 @@ impl StartupHandler for SignIn {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
-                let registry = Arc::clone(&self.registry);
-                let who = email.clone();
-                let user =
-                    tokio::task::spawn_blocking(move || registry.authenticate(&who, &password))
-                        .await
-                        .map_err(|e| user_error("FATAL", "XX000", format!("signing in: {e}")))?
-                        .map_err(|e| user_error("FATAL", "XX000", format!("signing in: {e}")))?;
+                let user = Scope::sign_in(&self.registry, &email, &password)
+                    .await
+                    .map_err(|e| user_error("FATAL", "XX000", e.to_string()))?;
                 let Some(user) = user else {
                     tracing::info!(%email, peer = %client.socket_addr(), "Postgres sign-in refused");
                     return Err(user_error(

@@ -73,6 +73,23 @@ impl Scope {
         }
     }
 
+    /// Checks an e-mail and password against the registry's users on a blocking thread
+    /// (argon2 takes tens of milliseconds on purpose). `None`: refused, for any reason.
+    pub async fn sign_in(
+        registry: &Arc<Registry>,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<UserRecord>, QueryError> {
+        let (registry, email, password) =
+            (Arc::clone(registry), email.to_owned(), password.to_owned());
+        tokio::task::spawn_blocking(move || registry.authenticate(&email, &password))
+            .await
+            .map_err(|e| QueryError::Runtime {
+                message: format!("signing in: {e}"),
+            })?
+            .map_err(QueryError::from)
+    }
+
     /// [`Scope::systems`], shared.
     pub fn systems_shared(&self) -> Option<Arc<RoaringBitmap>> {
         match self {
