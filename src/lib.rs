@@ -3,6 +3,7 @@
 
 pub mod cert;
 pub mod data;
+pub mod demo;
 pub mod export;
 pub mod import;
 pub mod serve;
@@ -11,6 +12,3 @@ pub mod simulator;
 pub mod sql;
 pub mod task;
 pub mod user;
-
-/// Exit status of a command that is not built yet: distinct from a failure of a real one.
-pub const EXIT_NOT_BUILT: u8 = 3;

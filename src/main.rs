@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sunfleet::{EXIT_NOT_BUILT, cert, export, import, serve, simulate, sql, task, user};
+use sunfleet::{cert, demo, export, import, serve, simulate, sql, task, user};
 
 #[derive(Debug, Parser)]
 #[command(name = "sunfleet", version, about = "Monitoring for microinverter PV fleets", long_about = None)]
@@ -16,8 +16,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole product on a local data folder: demo fleet over QUIC, SQL and the portal.
-    Demo,
-    /// Run the server: QUIC ingest, the engine, the Postgres wire endpoint (the portal: not yet).
+    Demo(demo::DemoArgs),
+    /// Run the server: QUIC ingest, the engine, fleet checks, SQL endpoints and the portal.
     Serve(serve::ServeArgs),
     /// Drive a generated fleet: stream it to a server over QUIC, or count and checksum it
     /// (--dry-run).
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
-        Command::Demo => not_built("demo", "#6"),
+        Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Import(args) => import::run(args),
@@ -63,14 +63,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn not_built(command: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "sunfleet {command}: not built yet (tracked in issue {issue}); nothing was done. \
-         See ARCHITECTURE.md for what works today."
-    );
-    Ok(ExitCode::from(EXIT_NOT_BUILT))
 }
 
 #[global_allocator]

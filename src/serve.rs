@@ -14,13 +14,15 @@ use clap::Args;
 use sunfleet_engine::registry::Registry;
 use sunfleet_ingest::server::{IngestConfig, IngestServer};
 use sunfleet_ingest::tls::ServerIdentity;
-use sunfleet_query::checks::{CheckSettings, run_checks};
+use sunfleet_query::checks::{CheckSchedule, CheckSettings, run_checks};
 use sunfleet_query::flight::{FlightConfig, FlightServer};
 use sunfleet_query::postgres::{PostgresConfig, PostgresServer};
 use sunfleet_query::{QueryConfig, QueryEngine};
 
 use crate::data::{DEFAULT_DATA_DIR, DataFolder};
-use crate::simulator::demo_fleet;
+use crate::simulator::{Simulator, SimulatorConfig, demo_fleet};
+use sunfleet_ingest::tls::FleetCa;
+use sunfleet_portal::{PortalConfig, PortalServer};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -46,12 +48,19 @@ pub struct ServeArgs {
     /// Seconds between two runs of the fleet checks (statuses and events).
     #[arg(long, default_value_t = 300)]
     pub check_every: u64,
+    /// Seconds after data arrives before the fleet checks run again (at the soonest after
+    /// the previous round); they re-judge only the systems whose data changed.
+    #[arg(long, default_value_t = 15)]
+    pub check_after_ingest: u64,
     /// TCP address of the Postgres wire endpoint (`psql -h 127.0.0.1 -p 5433 -U EMAIL`).
     #[arg(long, default_value = "127.0.0.1:5433", env = "SUNFLEET_POSTGRES")]
     pub postgres: SocketAddr,
     /// TCP address of the Arrow Flight SQL endpoint (ADBC: `grpc://127.0.0.1:8815`).
     #[arg(long, default_value = "127.0.0.1:8815", env = "SUNFLEET_FLIGHT")]
     pub flight: SocketAddr,
+    /// TCP address of the web portal.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SUNFLEET_PORTAL")]
+    pub portal: SocketAddr,
     /// Require TLS on the SQL endpoints (the server certificate from the TLS folder,
     /// issued by the fleet CA); unencrypted connections are then refused.
     #[arg(long)]
@@ -86,6 +95,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         seed_if_empty(registry, args.seed_systems, args.seed)
     })
     .await?;
+    run_services(folder, &args, None).await
+}
+
+/// What `sunfleet demo` runs beside the server: its fleet's gateways, simulated.
+pub struct DemoFleet {
+    pub fleet: Arc<sunfleet_fixtures::Fleet>,
+    pub speed: f64,
+    /// What to print once everything listens (the demo accounts).
+    pub welcome: String,
+}
+
+/// Runs every service on an open data folder until Ctrl-C or SIGTERM, then stops them in
+/// order.
+pub async fn run_services(
+    folder: DataFolder,
+    args: &ServeArgs,
+    demo: Option<DemoFleet>,
+) -> anyhow::Result<()> {
     let tls_dir = args
         .tls
         .clone()
@@ -106,7 +133,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let checks = tokio::spawn(run_checks(
         Arc::clone(&query),
         Arc::clone(&folder.registry),
-        Duration::from_secs(args.check_every.max(1)),
+        CheckSchedule {
+            every: Duration::from_secs(args.check_every.max(1)),
+            after_ingest: Duration::from_secs(args.check_after_ingest),
+        },
         CheckSettings::default(),
         stop_maintenance.subscribe(),
     ));
@@ -147,6 +177,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&folder.registry),
     )
     .await?;
+    let portal = PortalServer::start(
+        PortalConfig::new(args.portal),
+        Arc::clone(&query),
+        Arc::clone(&folder.registry),
+    )
+    .await?;
+    let simulator = match demo.as_ref() {
+        Some(demo) => {
+            let ca = FleetCa::load(&tls_dir)
+                .with_context(|| format!("loading the fleet CA in {}", tls_dir.display()))?;
+            let mut config =
+                SimulatorConfig::new(Arc::clone(&demo.fleet), ingest.local_addr()?, Arc::new(ca));
+            config.speed = demo.speed;
+            Some(Simulator::start(config).await?)
+        }
+        None => None,
+    };
     println!(
         "sunfleet: QUIC ingest on {} (ALPN sunfleet/1, gateways need a certificate from {}); data in {}.",
         ingest.local_addr()?,
@@ -159,8 +206,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         flight.local_addr(),
         if args.sql_tls { ", TLS required" } else { "" },
     );
+    println!(
+        "sunfleet: portal on http://{} (sign in with a user's e-mail and password).",
+        portal.local_addr()
+    );
+    if let Some(demo) = &demo {
+        println!("{}", demo.welcome);
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(simulator) = simulator {
+        let progress = simulator.stop(Duration::from_secs(10)).await;
+        tracing::info!(?progress, "demo fleet stopped");
+    }
+    portal.shutdown().await;
     postgres.shutdown().await;
     flight.shutdown().await;
     ingest.shutdown().await?;

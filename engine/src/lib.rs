@@ -12,6 +12,7 @@
 //!
 //! The write buffer, Parquet partitions, rollups and the registry are built on these types (see `ARCHITECTURE.md` at the workspace root for the plan and its status).
 
+pub mod activity;
 pub mod buffer;
 pub mod compaction;
 pub mod dedup;

@@ -27,6 +27,7 @@ use arrow::record_batch::RecordBatch;
 use roaring::RoaringBitmap;
 
 use crate::Error;
+use crate::activity::Changes;
 use crate::buffer::WriteBuffer;
 use crate::compaction::merge_files;
 use crate::dedup::sort_dedup;
@@ -207,6 +208,8 @@ struct State {
     manifest: Arc<Manifest>,
     /// Files no manifest lists any more, deleted once no snapshot holds the manifest.
     retired: Vec<(Arc<Manifest>, Vec<String>)>,
+    /// What arrived since [`Store::take_changes`] last handed it over.
+    changes: Changes,
 }
 
 /// The telemetry store. See the module documentation.
@@ -223,6 +226,7 @@ pub struct Store {
     devices: DeviceDirectory,
     /// Rows in `active` and `frozen`, kept beside the lock so `append` need not take it.
     buffered: Arc<AtomicUsize>,
+    data_arrived: Arc<tokio::sync::Notify>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -242,6 +246,7 @@ impl Store {
             frozen: None,
             manifest: Arc::new(manifest),
             retired: Vec::new(),
+            changes: Changes::default(),
         }));
         let replay_state = Arc::clone(&state);
         let replay_devices = devices.clone();
@@ -254,6 +259,8 @@ impl Store {
         let buffered = Arc::new(AtomicUsize::new(0));
         let replay_buffered = Arc::clone(&buffered);
         let sink_buffered = Arc::clone(&buffered);
+        let data_arrived = Arc::new(tokio::sync::Notify::new());
+        let sink_arrived = Arc::clone(&data_arrived);
         let wal_config = config.wal.clone();
         let (wal, recovery) = tokio::task::spawn_blocking(move || {
             Wal::open_with_sink(
@@ -279,10 +286,14 @@ impl Store {
                             let mut state = lock(&sink_state);
                             records
                                 .drain(..)
-                                .map(|(seq, batch)| state.active.apply(seq, &batch, map))
+                                .map(|(seq, batch)| {
+                                    state.changes.observe(&batch, map);
+                                    state.active.apply(seq, &batch, map)
+                                })
                                 .sum()
                         });
                         sink_buffered.fetch_add(added, Ordering::Relaxed);
+                        sink_arrived.notify_one();
                     },
                 )),
             )
@@ -312,6 +323,7 @@ impl Store {
             ),
             devices,
             buffered,
+            data_arrived,
         };
         store.remove_unlisted_files().await?;
         Ok(store)
@@ -363,6 +375,19 @@ impl Store {
     /// checks it on every call.
     pub fn buffered_rows(&self) -> usize {
         self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Hands over what arrived since the previous call (devices' newest reading times,
+    /// systems that got rows) and starts collecting afresh. One consumer per store: the
+    /// fleet checks. Rows replayed from the WAL at open are not included.
+    pub fn take_changes(&self) -> Changes {
+        std::mem::take(&mut lock(&self.state).changes)
+    }
+
+    /// Resolves once rows arrive after the call (or arrived since the last wake-up of a
+    /// single waiter).
+    pub async fn data_arrived(&self) {
+        self.data_arrived.notified().await;
     }
 
     pub fn manifest(&self) -> Arc<Manifest> {

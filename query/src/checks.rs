@@ -19,10 +19,12 @@
 //!
 //! [`record`] turns an evaluation into events that open and end, and system statuses.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use sunfleet_engine::activity::{Changes, DeviceLatest};
+use sunfleet_engine::ids::{DeviceId, SystemId};
 use sunfleet_engine::registry::{ConditionChanges, FoundCondition, Registry};
 use sunfleet_engine::telemetry::EventKind;
 
@@ -42,6 +44,9 @@ pub struct CheckSettings {
     /// scanned over it every round); a device silent for longer counts as silent since
     /// then. Longer than `gateway_silence_us`.
     pub lookback_us: i64,
+    /// How often reversed meter clamps (a judgment over the past day) are judged again
+    /// for the systems with new meter readings.
+    pub meter_recheck_us: i64,
 }
 
 impl Default for CheckSettings {
@@ -50,6 +55,7 @@ impl Default for CheckSettings {
             gateway_silence_us: 26 * HOUR_US,
             device_lag_us: 2 * HOUR_US,
             lookback_us: 3 * DAY_US,
+            meter_recheck_us: HOUR_US,
         }
     }
 }
@@ -125,6 +131,7 @@ pub struct FleetCheck {
     /// retired or unmonitored), ascending.
     pub systems: Vec<u32>,
     pub findings: Vec<Finding>,
+    pub rejudged: Rejudged,
 }
 
 impl FleetCheck {
@@ -158,20 +165,146 @@ impl FleetCheck {
 /// A judged system's settings.
 struct SystemRow {
     id: u32,
-    time_zone: String,
+    zone: TimeZone,
     threshold_pct: f64,
     threshold_days: i64,
     degradation_pct: f64,
     operational_date: Option<Date>,
 }
 
+/// Which systems a rule looks at in a round: all of them, or these.
+#[derive(Debug, Clone, Copy)]
+enum Only<'a> {
+    All,
+    Systems(&'a [u32]),
+}
+
+impl Only<'_> {
+    /// A SQL condition on `column` (empty for all systems).
+    fn and_system_in(self, column: &str) -> String {
+        match self {
+            Only::All => String::new(),
+            Only::Systems(ids) => format!(
+                " AND {column} IN ({})",
+                ids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    fn is_nothing(self) -> bool {
+        matches!(self, Only::Systems([]))
+    }
+}
+
+/// The production rule's answer for a system, and what it depended on: it is judged again
+/// only when one of those changes or late data reaches its window.
+#[derive(Debug, Clone, PartialEq)]
+struct ProductionKey {
+    today: Date,
+    threshold_pct: f64,
+    threshold_days: i64,
+    degradation_pct: f64,
+    operational_date: Option<Date>,
+    estimate: Option<[f64; 12]>,
+}
+
+/// What an incremental checker remembers between rounds.
+struct Memory {
+    micros: LatestData,
+    meters: LatestData,
+    batteries: LatestData,
+    /// Open device events per system.
+    events: HashMap<u32, Vec<Finding>>,
+    /// Reversed-clamp findings per system, judged at `meters_judged_us`.
+    meter_issues: HashMap<u32, Vec<Finding>>,
+    meters_judged_us: i64,
+    /// Systems with new meter readings since `meters_judged_us`.
+    meters_changed: HashSet<u32>,
+    production: HashMap<u32, (ProductionKey, Option<Finding>)>,
+}
+
+/// How much a round re-judged (the rest came from the checker's memory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejudged {
+    /// The round read every rule's data from storage (a checker's first round).
+    pub everything: bool,
+    pub device_event_systems: usize,
+    pub meter_systems: usize,
+    pub production_systems: usize,
+}
+
+/// The fleet checks with a memory. The first round judges everything from storage; each
+/// later round takes what arrived since ([`Store::take_changes`]) and re-judges only what
+/// that (or the passing of time) can change:
+/// - reporting (gateway, microinverters, meters, batteries): from each device's newest
+///   data time, kept in memory: every system, every round, without reading storage;
+/// - device events: systems that sent events;
+/// - reversed meter clamps (a judgment over the past day): systems with new meter readings
+///   or an open finding, at most every [`CheckSettings::meter_recheck_us`];
+/// - production against the estimate: systems whose local date, settings or estimate
+///   changed, or that received data for a day in their window.
+///
+/// One checker per store: it consumes the store's changes. Daily totals imported outside
+/// the WAL are seen by the next checker (a restart), not by a running one.
+///
+/// [`Store::take_changes`]: sunfleet_engine::store::Store::take_changes
+pub struct FleetChecker {
+    settings: CheckSettings,
+    memory: Option<Memory>,
+}
+
+impl FleetChecker {
+    pub fn new(settings: CheckSettings) -> Self {
+        Self {
+            settings,
+            memory: None,
+        }
+    }
+
+    /// One round at `as_of_us` (rounds go forward in time).
+    pub async fn check(
+        &mut self,
+        engine: &QueryEngine,
+        as_of_us: i64,
+    ) -> Result<FleetCheck, QueryError> {
+        // Taken before anything is read, so rows arriving during the round are either seen
+        // by this round's reads or handed to the next round (or both: harmless).
+        let changes = engine.store().take_changes();
+        let memory = match self.memory.take() {
+            Some(memory) => memory,
+            None => {
+                let (check, memory) = engine.judge_everything(as_of_us, &self.settings).await?;
+                self.memory = Some(memory);
+                return Ok(check);
+            }
+        };
+        let (check, memory) = engine
+            .judge_changes(as_of_us, &self.settings, memory, changes)
+            .await?;
+        self.memory = Some(memory);
+        Ok(check)
+    }
+}
+
 impl QueryEngine {
-    /// Evaluates every reporting system of the fleet at `as_of_us`.
+    /// Evaluates every reporting system of the fleet at `as_of_us`, from storage (a
+    /// fresh checker's round; it leaves the store's changes to the running checker).
     pub async fn check_fleet(
         &self,
         as_of_us: i64,
         settings: &CheckSettings,
     ) -> Result<FleetCheck, QueryError> {
+        Ok(self.judge_everything(as_of_us, settings).await?.0)
+    }
+
+    async fn judge_everything(
+        &self,
+        as_of_us: i64,
+        settings: &CheckSettings,
+    ) -> Result<(FleetCheck, Memory), QueryError> {
         let systems = self.judged_systems().await?;
         let since = as_of_us - settings.lookback_us;
         let latest = |table: &str| {
@@ -182,23 +315,148 @@ impl QueryEngine {
                  GROUP BY 1, 2"
             )
         };
-        let micros = LatestData::from(
-            &self
-                .internal_sql(&Scope::Fleet, &latest("readings"))
-                .await?,
+        let mut memory = Memory {
+            micros: LatestData::from(
+                &self
+                    .internal_sql(&Scope::Fleet, &latest("readings"))
+                    .await?,
+            ),
+            meters: LatestData::from(
+                &self
+                    .internal_sql(&Scope::Fleet, &latest("meter_readings"))
+                    .await?,
+            ),
+            batteries: LatestData::from(
+                &self
+                    .internal_sql(&Scope::Fleet, &latest("battery_readings"))
+                    .await?,
+            ),
+            events: group_by_system(self.open_device_events(as_of_us, Only::All).await?),
+            meter_issues: group_by_system(self.reversed_meters(as_of_us, Only::All).await?),
+            meters_judged_us: as_of_us,
+            meters_changed: HashSet::new(),
+            production: HashMap::new(),
+        };
+        let rejudged = self
+            .judge_production(&systems, as_of_us, &mut memory.production, &HashSet::new())
+            .await?;
+        let check = self
+            .assemble(
+                as_of_us,
+                settings,
+                &systems,
+                &memory,
+                Rejudged {
+                    everything: true,
+                    device_event_systems: memory.events.len(),
+                    meter_systems: memory.meter_issues.len(),
+                    production_systems: rejudged,
+                },
+            )
+            .await?;
+        Ok((check, memory))
+    }
+
+    async fn judge_changes(
+        &self,
+        as_of_us: i64,
+        settings: &CheckSettings,
+        mut memory: Memory,
+        changes: Changes,
+    ) -> Result<(FleetCheck, Memory), QueryError> {
+        let systems = self.judged_systems().await?;
+        memory.micros.merge(&changes.micro);
+        memory.meters.merge(&changes.meters);
+        memory.batteries.merge(&changes.batteries);
+
+        let with_events: Vec<u32> = changes
+            .systems
+            .iter()
+            .filter(|(_, c)| c.device_events)
+            .map(|(s, _)| s.0)
+            .collect();
+        if !with_events.is_empty() {
+            let found = group_by_system(
+                self.open_device_events(as_of_us, Only::Systems(&with_events))
+                    .await?,
+            );
+            for system in &with_events {
+                memory.events.remove(system);
+            }
+            memory.events.extend(found);
+        }
+
+        memory.meters_changed.extend(
+            changes
+                .systems
+                .iter()
+                .filter(|(_, c)| c.meter_readings)
+                .map(|(s, _)| s.0),
         );
-        let meters = LatestData::from(
-            &self
-                .internal_sql(&Scope::Fleet, &latest("meter_readings"))
-                .await?,
-        );
-        let batteries = LatestData::from(
-            &self
-                .internal_sql(&Scope::Fleet, &latest("battery_readings"))
-                .await?,
-        );
+        let mut meter_systems = 0;
+        if as_of_us - memory.meters_judged_us >= settings.meter_recheck_us {
+            let due: Vec<u32> = memory
+                .meters_changed
+                .iter()
+                .chain(memory.meter_issues.keys())
+                .copied()
+                .collect::<BTreeSet<u32>>()
+                .into_iter()
+                .collect();
+            let found = group_by_system(self.reversed_meters(as_of_us, Only::Systems(&due)).await?);
+            for system in &due {
+                memory.meter_issues.remove(system);
+            }
+            memory.meter_issues.extend(found);
+            memory.meters_judged_us = as_of_us;
+            memory.meters_changed.clear();
+            meter_systems = due.len();
+        }
+
+        // Data for a day before the system's local today reaches its production window.
+        let mut late = HashSet::new();
+        for system in &systems {
+            let Some(change) = changes.systems.get(&SystemId(system.id)) else {
+                continue;
+            };
+            if local_date(&system.zone, change.earliest_us)? < local_date(&system.zone, as_of_us)? {
+                late.insert(system.id);
+            }
+        }
+        let production_systems = self
+            .judge_production(&systems, as_of_us, &mut memory.production, &late)
+            .await?;
+        let check = self
+            .assemble(
+                as_of_us,
+                settings,
+                &systems,
+                &memory,
+                Rejudged {
+                    everything: false,
+                    device_event_systems: with_events.len(),
+                    meter_systems,
+                    production_systems,
+                },
+            )
+            .await?;
+        Ok((check, memory))
+    }
+
+    /// Every finding at `as_of_us` from the reporting times and the rules' remembered
+    /// answers.
+    async fn assemble(
+        &self,
+        as_of_us: i64,
+        settings: &CheckSettings,
+        systems: &[SystemRow],
+        memory: &Memory,
+        rejudged: Rejudged,
+    ) -> Result<FleetCheck, QueryError> {
+        let since = as_of_us - settings.lookback_us;
+        let (micros, meters, batteries) = (&memory.micros, &memory.meters, &memory.batteries);
         let any_data = |system: u32| {
-            [&micros, &meters, &batteries]
+            [micros, meters, batteries]
                 .into_iter()
                 .filter_map(|data| data.of_system.get(&system).copied())
                 .max()
@@ -206,7 +464,7 @@ impl QueryEngine {
         let judged: HashSet<u32> = systems.iter().map(|s| s.id).collect();
         let mut findings = Vec::new();
         let mut silent = HashSet::new();
-        for system in &systems {
+        for system in systems {
             let last = any_data(system.id);
             if last.is_none_or(|last| as_of_us - last > settings.gateway_silence_us) {
                 silent.insert(system.id);
@@ -224,24 +482,12 @@ impl QueryEngine {
                 });
             }
         }
-        let devices = self
-            .internal_sql(
-                &Scope::Fleet,
-                "SELECT system_id, id, kind, serial FROM devices
-                 WHERE state <> 'retired' AND kind <> 'gateway'",
-            )
-            .await?;
-        let (owners, ids, kinds, serials) = (
-            devices.i64s(0),
-            devices.i64s(1),
-            devices.strings(2),
-            devices.i64s(3),
-        );
-        for (((system, device), kind), serial) in owners.iter().zip(&ids).zip(&kinds).zip(&serials)
-        {
-            let (Some(Ok(system)), Some(Ok(device)), Some(kind)) =
-                (system.map(u32::try_from), device.map(u32::try_from), kind)
-            else {
+        let devices = self.registry_read(Registry::watched_devices).await?;
+        for device in &devices {
+            let (Ok(system), Ok(id)) = (
+                u32::try_from(device.system_id),
+                u32::try_from(device.device_id),
+            ) else {
                 continue;
             };
             if silent.contains(&system) || !judged.contains(&system) {
@@ -249,31 +495,38 @@ impl QueryEngine {
             }
             // A microinverter is compared with its siblings (they all sleep at night); a meter
             // or a battery, which report around the clock, with anything from the system.
-            let (own, reference, condition) = match kind.as_str() {
+            let kind = device.kind.as_str();
+            let (own, reference, condition) = match kind {
                 "microinverter" => (
-                    &micros,
+                    micros,
                     micros.of_system.get(&system).copied(),
                     Condition::MicroNotReporting,
                 ),
-                "meter" => (&meters, any_data(system), Condition::MeterNotReporting),
-                "battery" => (&batteries, any_data(system), Condition::BatteryNotReporting),
+                "meter" => (meters, any_data(system), Condition::MeterNotReporting),
+                "battery" => (batteries, any_data(system), Condition::BatteryNotReporting),
                 _ => continue,
             };
             let Some(reference) = reference else { continue };
-            let last = own.of_device.get(&(system, device)).copied();
+            let last = own.of_device.get(&(system, id)).copied();
             if last.is_none_or(|t| reference - t > settings.device_lag_us) {
                 findings.push(Finding {
                     system_id: system,
-                    device_id: Some(device),
+                    device_id: Some(id),
                     condition,
                     started_us: last.unwrap_or(since),
-                    details: format!("{kind} {:012}", serial.unwrap_or(0)),
+                    details: format!("{kind} {:012}", device.serial),
                 });
             }
         }
-        findings.extend(self.reversed_meters(as_of_us, &silent).await?);
-        findings.extend(self.open_device_events(as_of_us).await?);
-        findings.extend(self.production_issues(&systems, as_of_us).await?);
+        findings.extend(
+            memory
+                .meter_issues
+                .iter()
+                .filter(|(system, _)| !silent.contains(system))
+                .flat_map(|(_, found)| found.iter().cloned()),
+        );
+        findings.extend(memory.events.values().flatten().cloned());
+        findings.extend(memory.production.values().filter_map(|(_, f)| f.clone()));
         // Only judged systems get events and statuses: a system not yet reporting, or
         // deactivated, is left as it is.
         findings.retain(|f| judged.contains(&f.system_id));
@@ -282,41 +535,30 @@ impl QueryEngine {
             as_of_us,
             systems: systems.iter().map(|s| s.id).collect(),
             findings,
+            rejudged,
         })
     }
 
     async fn judged_systems(&self) -> Result<Vec<SystemRow>, QueryError> {
-        let answer = self
-            .internal_sql(
-                &Scope::Fleet,
-                "SELECT id, time_zone, CAST(threshold_pct AS DOUBLE), threshold_days,
-                        annual_degradation_pct, operational_date
-                 FROM systems
-                 WHERE stage <> 'started' AND status NOT IN ('deactivated', 'retired', 'not_monitored')
-                 ORDER BY id",
-            )
-            .await?;
-        let ids = answer.i64s(0);
-        let zones = answer.strings(1);
-        let pcts = answer.f64s(2);
-        let days = answer.i64s(3);
-        let degradation = answer.f64s(4);
-        let operational = answer.strings(5);
-        let mut rows = Vec::new();
-        for i in 0..ids.len() {
-            let Some(Ok(id)) = ids[i].map(u32::try_from) else {
-                continue;
-            };
-            rows.push(SystemRow {
-                id,
-                time_zone: zones[i].clone().unwrap_or_else(|| "UTC".to_owned()),
-                threshold_pct: pcts[i].unwrap_or(90.0),
-                threshold_days: days[i].unwrap_or(90),
-                degradation_pct: degradation[i].unwrap_or(0.5),
-                operational_date: operational[i].as_deref().and_then(|d| d.parse().ok()),
-            });
-        }
-        Ok(rows)
+        let systems = self.registry_read(Registry::checked_systems).await?;
+        let mut zones: HashMap<String, TimeZone> = HashMap::new();
+        Ok(systems
+            .into_iter()
+            .filter_map(|s| {
+                let zone = zones
+                    .entry(s.time_zone)
+                    .or_insert_with_key(|name| TimeZone::get(name).unwrap_or(TimeZone::UTC))
+                    .clone();
+                Some(SystemRow {
+                    id: u32::try_from(s.id).ok()?,
+                    zone,
+                    threshold_pct: s.threshold_pct,
+                    threshold_days: s.threshold_days,
+                    degradation_pct: s.annual_degradation_pct,
+                    operational_date: s.operational_date.as_deref().and_then(|d| d.parse().ok()),
+                })
+            })
+            .collect())
     }
 
     /// Consumption meters whose load is negative while the system produces nothing, over
@@ -324,9 +566,16 @@ impl QueryEngine {
     async fn reversed_meters(
         &self,
         as_of_us: i64,
-        silent: &HashSet<u32>,
+        only: Only<'_>,
     ) -> Result<Vec<Finding>, QueryError> {
+        if only.is_nothing() {
+            return Ok(Vec::new());
+        }
         let since = as_of_us - DAY_US;
+        let (meter_systems, producing_systems) = (
+            only.and_system_in("m.system_id"),
+            only.and_system_in("system_id"),
+        );
         let answer = self
             .internal_sql(
                 &Scope::Fleet,
@@ -337,10 +586,10 @@ impl QueryEngine {
                      LEFT JOIN (SELECT DISTINCT system_id AS producing, time AS produced_at
                                 FROM readings
                                 WHERE time > to_timestamp_micros({since})
-                                  AND time <= to_timestamp_micros({as_of_us})) p
+                                  AND time <= to_timestamp_micros({as_of_us}){producing_systems}) p
                        ON p.producing = m.system_id AND p.produced_at = m.time
                      WHERE m.meter_kind IN (1, 2) AND p.producing IS NULL
-                       AND m.time > to_timestamp_micros({since}) AND m.time <= to_timestamp_micros({as_of_us})
+                       AND m.time > to_timestamp_micros({since}) AND m.time <= to_timestamp_micros({as_of_us}){meter_systems}
                      GROUP BY 1, 2
                      HAVING avg(m.active_power_w) < 0"
                 ),
@@ -359,9 +608,6 @@ impl QueryEngine {
             else {
                 continue;
             };
-            if silent.contains(&system) {
-                continue;
-            }
             findings.push(Finding {
                 system_id: system,
                 device_id: Some(device),
@@ -379,7 +625,15 @@ impl QueryEngine {
     /// Device events whose latest report on a device raised them; one finding per system
     /// and event, over all its devices. The whole history counts (events are rare): a GFI
     /// latched weeks ago is still open.
-    async fn open_device_events(&self, as_of_us: i64) -> Result<Vec<Finding>, QueryError> {
+    async fn open_device_events(
+        &self,
+        as_of_us: i64,
+        only: Only<'_>,
+    ) -> Result<Vec<Finding>, QueryError> {
+        if only.is_nothing() {
+            return Ok(Vec::new());
+        }
+        let systems_filter = only.and_system_in("system_id");
         let answer = self
             .internal_sql(
                 &Scope::Fleet,
@@ -390,7 +644,7 @@ impl QueryEngine {
                                   last_value(raised ORDER BY time) AS raised,
                                   max(time) AS raised_at
                            FROM device_events
-                           WHERE time <= to_timestamp_micros({as_of_us})
+                           WHERE time <= to_timestamp_micros({as_of_us}){systems_filter}
                            GROUP BY 1, 2, 3)
                      WHERE raised
                      GROUP BY 1, 2"
@@ -424,20 +678,49 @@ impl QueryEngine {
         Ok(findings)
     }
 
-    /// Systems producing below their threshold share of the estimate over their window.
-    async fn production_issues(
+    /// Judges production against the estimate for the systems whose answer in `verdicts`
+    /// may have changed (its key differs, or it is in `late`); forgets systems no longer
+    /// judged. Returns how many were judged.
+    async fn judge_production(
         &self,
         systems: &[SystemRow],
         as_of_us: i64,
-    ) -> Result<Vec<Finding>, QueryError> {
+        verdicts: &mut HashMap<u32, (ProductionKey, Option<Finding>)>,
+        late: &HashSet<u32>,
+    ) -> Result<usize, QueryError> {
         let monthly = self.monthly_estimates().await?;
+        let mut due = Vec::new();
+        for system in systems {
+            let zone = system.zone.clone();
+            let key = ProductionKey {
+                today: local_date(&zone, as_of_us)?,
+                threshold_pct: system.threshold_pct,
+                threshold_days: system.threshold_days,
+                degradation_pct: system.degradation_pct,
+                operational_date: system.operational_date,
+                estimate: monthly.get(&system.id).copied(),
+            };
+            let unchanged = verdicts.get(&system.id).is_some_and(|(k, _)| *k == key);
+            if !unchanged || late.contains(&system.id) {
+                due.push((system, zone, key));
+            }
+        }
+        let judged: HashSet<u32> = systems.iter().map(|s| s.id).collect();
+        verdicts.retain(|id, _| judged.contains(id));
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<u32> = due.iter().map(|(s, _, _)| s.id).collect();
         // The window must lie within the system's history here: days before its first data
         // are unknown, not zero.
         let first_days = self
             .internal_sql(
                 &Scope::Fleet,
-                "SELECT CAST(system_id AS BIGINT), CAST(min(local_date) AS VARCHAR)
-                 FROM rollup_day WHERE device_id = 0 GROUP BY 1",
+                &format!(
+                    "SELECT CAST(system_id AS BIGINT), CAST(min(local_date) AS VARCHAR)
+                     FROM rollup_day WHERE device_id = 0{} GROUP BY 1",
+                    Only::Systems(&ids).and_system_in("system_id")
+                ),
             )
             .await?;
         let first_data: HashMap<u32, Date> = first_days
@@ -446,70 +729,96 @@ impl QueryEngine {
             .zip(first_days.strings(1))
             .filter_map(|(id, date)| Some((u32::try_from(id?).ok()?, date?.parse().ok()?)))
             .collect();
-        let mut judged = Vec::new();
-        for system in systems {
-            let (Some(operational), Some(estimate)) =
-                (system.operational_date, monthly.get(&system.id))
-            else {
-                continue;
-            };
-            let zone = TimeZone::get(&system.time_zone).unwrap_or(TimeZone::UTC);
-            let today = local_date(&zone, as_of_us)?;
-            let Ok(first) = today.checked_sub(jiff::Span::new().days(system.threshold_days)) else {
-                continue;
-            };
-            let Ok(last) = today.yesterday() else {
-                continue;
-            };
-            if first < operational || first_data.get(&system.id).is_none_or(|d| first < *d) {
-                continue;
+        // (system, key, window, expected kWh) for systems the rule can judge today.
+        let mut windows = Vec::new();
+        for (system, zone, key) in due {
+            let window =
+                key.estimate
+                    .zip(system.operational_date)
+                    .and_then(|(estimate, operational)| {
+                        let first = key
+                            .today
+                            .checked_sub(jiff::Span::new().days(system.threshold_days))
+                            .ok()?;
+                        let last = key.today.yesterday().ok()?;
+                        if first < operational
+                            || first_data.get(&system.id).is_none_or(|d| first < *d)
+                        {
+                            return None;
+                        }
+                        let expected = expected_kwh(
+                            &estimate,
+                            system.degradation_pct,
+                            operational,
+                            first,
+                            last,
+                        );
+                        Some((first, expected))
+                    });
+            match window {
+                Some((first, expected)) => windows.push((system, zone, key, first, expected)),
+                None => {
+                    verdicts.insert(system.id, (key, None));
+                }
             }
-            let expected = expected_kwh(estimate, system.degradation_pct, operational, first, last);
-            judged.push((
-                system,
-                SystemZone {
-                    id: system.id,
-                    zone,
-                },
-                expected,
-            ));
         }
-        let longest = judged
+        let judged_now = ids.len();
+        let longest = windows
             .iter()
-            .map(|(s, _, _)| s.threshold_days)
+            .map(|(s, ..)| s.threshold_days)
             .max()
             .unwrap_or(0);
-        let zones: Vec<SystemZone> = judged.iter().map(|(_, z, _)| z.clone()).collect();
+        let zones: Vec<SystemZone> = windows
+            .iter()
+            .map(|(s, zone, ..)| SystemZone {
+                id: s.id,
+                zone: zone.clone(),
+            })
+            .collect();
         let daily = self
             .daily_energy(&zones, as_of_us - (longest + 1) * DAY_US, as_of_us)
             .await?;
-        let mut findings = Vec::new();
-        for (system, zone, expected) in judged {
-            let today = local_date(&zone.zone, as_of_us)?;
-            let Ok(first) = today.checked_sub(jiff::Span::new().days(system.threshold_days)) else {
-                continue;
-            };
+        for (system, _, key, first, expected) in windows {
             let actual: f64 = daily
                 .get(&system.id)
-                .map(|days| days.range(first..today).map(|(_, wh)| wh / 1000.0).sum())
+                .map(|days| {
+                    days.range(first..key.today)
+                        .map(|(_, wh)| wh / 1000.0)
+                        .sum()
+                })
                 .unwrap_or(0.0);
-            if expected > 0.0 && actual < expected * system.threshold_pct / 100.0 {
-                findings.push(Finding {
-                    system_id: system.id,
-                    device_id: None,
-                    condition: Condition::ProductionIssue,
-                    started_us: as_of_us,
-                    details: format!(
-                        "{actual:.1} kWh over the past {} days: {:.0} % of the {expected:.1} kWh estimate (threshold {} %)",
-                        system.threshold_days,
-                        actual / expected * 100.0,
-                        system.threshold_pct
-                    ),
+            let finding = (expected > 0.0 && actual < expected * system.threshold_pct / 100.0)
+                .then(|| {
+                    // An issue already open keeps the time it was first found.
+                    let started_us = verdicts
+                        .get(&system.id)
+                        .and_then(|(_, f)| f.as_ref())
+                        .map_or(as_of_us, |f| f.started_us);
+                    Finding {
+                        system_id: system.id,
+                        device_id: None,
+                        condition: Condition::ProductionIssue,
+                        started_us,
+                        details: format!(
+                            "{actual:.1} kWh over the past {} days: {:.0} % of the {expected:.1} kWh estimate (threshold {} %)",
+                            system.threshold_days,
+                            actual / expected * 100.0,
+                            system.threshold_pct
+                        ),
+                    }
                 });
-            }
+            verdicts.insert(system.id, (key, finding));
         }
-        Ok(findings)
+        Ok(judged_now)
     }
+}
+
+fn group_by_system(findings: Vec<Finding>) -> HashMap<u32, Vec<Finding>> {
+    let mut grouped: HashMap<u32, Vec<Finding>> = HashMap::new();
+    for finding in findings {
+        grouped.entry(finding.system_id).or_default().push(finding);
+    }
+    grouped
 }
 
 /// Records an evaluation in the registry: events open and end, statuses change.
@@ -541,6 +850,19 @@ struct LatestData {
     of_system: HashMap<u32, i64>,
 }
 
+impl LatestData {
+    /// Takes newer times from what arrived.
+    fn merge(&mut self, arrived: &HashMap<DeviceId, DeviceLatest>) {
+        for (device, latest) in arrived {
+            let (system, time) = (latest.system.0, latest.time_us);
+            let newest = self.of_device.entry((system, device.0)).or_insert(time);
+            *newest = (*newest).max(time);
+            let newest = self.of_system.entry(system).or_insert(time);
+            *newest = (*newest).max(time);
+        }
+    }
+}
+
 impl From<&SqlAnswer> for LatestData {
     fn from(answer: &SqlAnswer) -> Self {
         let mut data = LatestData {
@@ -561,37 +883,49 @@ impl From<&SqlAnswer> for LatestData {
     }
 }
 
-/// Runs the fleet checks every `every` and records each evaluation, until `stop` turns
-/// true. A failed round is logged and the next one runs as planned.
+/// When the fleet checks run.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckSchedule {
+    /// A round at least this often …
+    pub every: std::time::Duration,
+    /// … and one this long after data arrives, at the soonest this long after the
+    /// previous round (data arrives all the time: this bounds the rounds it causes).
+    pub after_ingest: std::time::Duration,
+}
+
+/// Runs the fleet checks on `schedule` with one [`FleetChecker`] and records each round,
+/// until `stop` turns true. A failed round is logged and the next one runs as planned.
 pub async fn run_checks(
     engine: std::sync::Arc<QueryEngine>,
     registry: std::sync::Arc<Registry>,
-    every: std::time::Duration,
+    schedule: CheckSchedule,
     settings: CheckSettings,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checker = FleetChecker::new(settings);
+    let mut next_round = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = ticks.tick() => {}
+            _ = tokio::time::sleep_until(next_round) => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
             return;
         }
+        let began = tokio::time::Instant::now();
         let now = sunfleet_engine::time::now_micros();
         let round = async {
-            let check = engine.check_fleet(now, &settings).await?;
+            let check = checker.check(&engine, now).await?;
             let registry = std::sync::Arc::clone(&registry);
             let findings = check.findings.len();
+            let rejudged = check.rejudged.clone();
             // SQLite blocks: not on the runtime's threads.
             let changes = tokio::task::spawn_blocking(move || record(&registry, &check))
                 .await
                 .map_err(|e| QueryError::Runtime {
                     message: e.to_string(),
                 })??;
-            Ok::<_, QueryError>((findings, changes))
+            Ok::<_, QueryError>((findings, rejudged, changes))
         };
         // A stop request abandons a round in progress: nothing was recorded yet, or the
         // recording transaction finishes on its own.
@@ -600,8 +934,22 @@ pub async fn run_checks(
             _ = stop.changed() => return,
         };
         match outcome {
-            Ok((findings, changes)) => tracing::info!(findings, ?changes, "fleet checks"),
+            Ok((findings, rejudged, changes)) => tracing::info!(
+                findings,
+                ?rejudged,
+                ?changes,
+                took_ms = began.elapsed().as_millis() as u64,
+                "fleet checks"
+            ),
             Err(error) => tracing::warn!(%error, "fleet checks failed; next round as planned"),
+        }
+        // The next round: on schedule, or sooner once data arrives.
+        let soonest = began + schedule.after_ingest;
+        let scheduled = began + schedule.every;
+        tokio::select! {
+            _ = tokio::time::sleep_until(scheduled) => next_round = scheduled,
+            _ = engine.store().data_arrived() => next_round = soonest.min(scheduled),
+            _ = stop.changed() => return,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use roaring::RoaringBitmap;
+use sunfleet_engine::registry::Registry;
 use sunfleet_engine::time::{CivilDate, MICROS_PER_DAY};
 
 use crate::{QueryEngine, QueryError, Scope};
@@ -45,29 +46,11 @@ impl QueryEngine {
 
     /// Each system's twelve monthly estimates (kWh): its own, or the sum of its arrays'.
     pub(crate) async fn monthly_estimates(&self) -> Result<HashMap<u32, [f64; 12]>, QueryError> {
-        let answer = self
-            .internal_sql(
-                &Scope::Fleet,
-                "SELECT e.system_id, e.month, sum(e.energy_kwh)
-                 FROM production_estimates e JOIN systems s ON s.id = e.system_id
-                 WHERE (s.estimate_level = 'array') = (e.array_id <> 0)
-                 GROUP BY 1, 2",
-            )
-            .await?;
-        let mut monthly: HashMap<u32, [f64; 12]> = HashMap::new();
-        for ((id, month), kwh) in answer
-            .i64s(0)
+        let monthly = self.registry_read(Registry::monthly_estimates).await?;
+        Ok(monthly
             .into_iter()
-            .zip(answer.i64s(1))
-            .zip(answer.f64s(2))
-        {
-            if let (Some(Ok(id)), Some(month @ 1..=12), Some(kwh)) =
-                (id.map(u32::try_from), month, kwh)
-            {
-                monthly.entry(id).or_insert([0.0; 12])[(month - 1) as usize] = kwh;
-            }
-        }
-        Ok(monthly)
+            .filter_map(|(id, months)| Some((u32::try_from(id).ok()?, months)))
+            .collect())
     }
 
     /// Production of `systems` per local date, for the dates from the one holding

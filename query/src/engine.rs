@@ -118,6 +118,7 @@ pub struct QueryEngine {
     env: Arc<RuntimeEnv>,
     tables: Arc<Tables>,
     store: Arc<Store>,
+    registry: Arc<Registry>,
     config: QueryConfig,
 }
 
@@ -146,11 +147,13 @@ impl QueryEngine {
         })?;
         env.register_object_store(&url, store.storage().store());
         let tables = Arc::new(Tables::new(&store, &registry)?);
+
         Ok(Self {
             runtime: Some(runtime),
             env,
             tables,
             store,
+            registry,
             config,
         })
     }
@@ -161,6 +164,24 @@ impl QueryEngine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Runs a registry read off the async threads (SQLite blocks).
+    pub(crate) async fn registry_read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Registry) -> Result<T, sunfleet_engine::Error> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        let registry = Arc::clone(&self.registry);
+        tokio::task::spawn_blocking(move || read(&registry))
+            .await
+            .map_err(|e| QueryError::Runtime {
+                message: format!("a registry read failed: {e}"),
+            })?
+            .map_err(QueryError::from)
     }
 
     /// A DataFusion session showing what `scope` may see. Sessions are cheap; make one per

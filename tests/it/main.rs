@@ -1,6 +1,8 @@
 //! End-to-end tests of the `sunfleet` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a panic is the failure report
 
+mod demo;
+mod http;
 mod import_export;
 mod serve;
 mod sql_endpoints;
@@ -123,14 +125,6 @@ fn dry_run_lists_the_ground_truth() {
     assert!(text.starts_with("system\tfault\tdetail\n"), "{text}");
     assert!(text.lines().count() > 5, "{text}");
     assert!(text.contains("under_production"), "{text}");
-}
-
-#[test]
-fn commands_not_built_yet_say_so_and_fail() {
-    let out = sunfleet(&["demo"]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("not built yet"), "{}", stderr(&out));
-    assert!(stdout(&out).is_empty());
 }
 
 #[test]

@@ -29,10 +29,116 @@ pub struct ConditionChanges {
     pub statuses_changed: usize,
 }
 
+/// A system the checks judge, with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedSystem {
+    pub id: i64,
+    pub time_zone: String,
+    pub threshold_pct: f64,
+    pub threshold_days: i64,
+    pub annual_degradation_pct: f64,
+    /// ISO date, if the system is operational.
+    pub operational_date: Option<String>,
+}
+
+/// A device whose reporting the checks watch (not a gateway, not retired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedDevice {
+    pub system_id: i64,
+    pub device_id: i64,
+    /// `microinverter`, `meter` or `battery`.
+    pub kind: String,
+    pub serial: i64,
+}
+
 /// Statuses the checks never replace: set by people, not by data.
 const MANUAL_STATUSES: &[&str] = &["deactivated", "retired", "not_monitored"];
 
 impl Registry {
+    /// Systems the checks judge: past the first activation stage and monitored; by id.
+    pub fn checked_systems(&self) -> Result<Vec<CheckedSystem>, Error> {
+        let context = "listing the systems the checks judge";
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(
+                "SELECT id, time_zone, threshold_pct, threshold_days, annual_degradation_pct,
+                        operational_date
+                 FROM systems
+                 WHERE stage <> 'started' AND status NOT IN ('deactivated', 'retired', 'not_monitored')
+                 ORDER BY id",
+            )
+            .map_err(sql_error(context))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(CheckedSystem {
+                    id: row.get(0)?,
+                    time_zone: row.get(1)?,
+                    threshold_pct: row.get(2)?,
+                    threshold_days: row.get(3)?,
+                    annual_degradation_pct: row.get(4)?,
+                    operational_date: row.get(5)?,
+                })
+            })
+            .map_err(sql_error(context))?;
+        rows.collect::<Result<_, _>>().map_err(sql_error(context))
+    }
+
+    /// Devices whose reporting the checks watch, by system.
+    pub fn watched_devices(&self) -> Result<Vec<WatchedDevice>, Error> {
+        let context = "listing the devices the checks watch";
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(
+                "SELECT system_id, id, kind, serial FROM devices
+                 WHERE state <> 'retired' AND kind <> 'gateway'
+                 ORDER BY system_id, id",
+            )
+            .map_err(sql_error(context))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(WatchedDevice {
+                    system_id: row.get(0)?,
+                    device_id: row.get(1)?,
+                    kind: row.get(2)?,
+                    serial: row.get(3)?,
+                })
+            })
+            .map_err(sql_error(context))?;
+        rows.collect::<Result<_, _>>().map_err(sql_error(context))
+    }
+
+    /// Each system's twelve monthly production estimates (kWh): its own, or the sum of its
+    /// arrays', as its estimate level says.
+    pub fn monthly_estimates(&self) -> Result<HashMap<i64, [f64; 12]>, Error> {
+        let context = "reading the production estimates";
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(
+                "SELECT e.system_id, e.month, sum(e.energy_kwh)
+                 FROM production_estimates e JOIN systems s ON s.id = e.system_id
+                 WHERE (s.estimate_level = 'array') = (e.array_id <> 0)
+                 GROUP BY 1, 2",
+            )
+            .map_err(sql_error(context))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, f64>(2)?,
+                ))
+            })
+            .map_err(sql_error(context))?;
+        let mut monthly: HashMap<i64, [f64; 12]> = HashMap::new();
+        for row in rows {
+            let (system, month, kwh) = row.map_err(sql_error(context))?;
+            if let Ok(index @ 0..=11) = usize::try_from(month - 1) {
+                monthly.entry(system).or_insert([0.0; 12])[index] = kwh;
+            }
+        }
+        Ok(monthly)
+    }
+
     /// Records one evaluation of `systems` at `now_us`: `found` are the conditions present
     /// now (of these systems only), `statuses` each system's resulting status. Open events
     /// of these systems that were not found again end at `now_us`. One transaction.

@@ -11,14 +11,17 @@
 
 mod access;
 mod arrow_tables;
+mod audit;
 mod conditions;
 mod gateways;
 pub mod records;
+mod sessions;
 mod users;
 
 pub use arrow_tables::SQL_TABLES;
-pub use conditions::{ConditionChanges, FoundCondition};
+pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
+pub use sessions::{NewSession, SessionUser, random_token};
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole};
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_gateway_tasks",
         include_str!("migrations/0002_gateway_tasks.sql"),
+    ),
+    (
+        "0003_portal_sessions",
+        include_str!("migrations/0003_portal_sessions.sql"),
     ),
 ];
 

@@ -84,8 +84,11 @@ fn hash_password(password: &str) -> Result<String, Error> {
 }
 
 const USER_COLUMNS: &str = "id, email, role, company_id, owner_id, active, password_hash";
+/// [`USER_COLUMNS`] of a query where `users` is aliased `u`.
+pub(super) const USER_COLUMNS_OF_U: &str =
+    "u.id, u.email, u.role, u.company_id, u.owner_id, u.active, u.password_hash";
 
-type UserRow = (
+pub(super) type UserRow = (
     i64,
     String,
     String,
@@ -95,7 +98,7 @@ type UserRow = (
     Option<String>,
 );
 
-fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+pub(super) fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -107,7 +110,7 @@ fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     ))
 }
 
-fn user_record(
+pub(super) fn user_record(
     (id, email, role, company_id, owner_id, active, hash): UserRow,
 ) -> Result<(UserRecord, Option<String>), Error> {
     let role = UserRole::parse(&role).ok_or_else(|| Error::Registry {
@@ -211,5 +214,34 @@ impl Registry {
             }
             _ => Ok(None),
         }
+    }
+}
+
+impl Registry {
+    /// A user's saved portal preference, if any.
+    pub fn user_setting(&self, user_id: i64, name: &str) -> Result<Option<String>, Error> {
+        self.connection()
+            .query_row(
+                "SELECT value FROM user_settings WHERE user_id = ?1 AND name = ?2",
+                params![user_id, name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_error(format!(
+                "reading setting {name:?} of user {user_id}"
+            )))
+    }
+
+    pub fn set_user_setting(&self, user_id: i64, name: &str, value: &str) -> Result<(), Error> {
+        self.connection()
+            .execute(
+                "INSERT INTO user_settings (user_id, name, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value",
+                params![user_id, name, value],
+            )
+            .map_err(sql_error(format!(
+                "saving setting {name:?} of user {user_id}"
+            )))?;
+        Ok(())
     }
 }

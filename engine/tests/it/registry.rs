@@ -57,13 +57,13 @@ fn migrations_apply_once_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.sqlite3");
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 2);
+    assert_eq!(registry.schema_version().unwrap(), 3);
     registry
         .transaction("test", |tx| insert_company(tx, &company()).map(drop))
         .unwrap();
     drop(registry);
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 2);
+    assert_eq!(registry.schema_version().unwrap(), 3);
     assert_eq!(registry.count("companies").unwrap(), 1);
 }
 
@@ -96,7 +96,7 @@ fn upgrading_from_the_first_schema_keeps_gateway_tasks() {
     tx.commit().unwrap();
     drop(connection);
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 2);
+    assert_eq!(registry.schema_version().unwrap(), 3);
     let task = registry.task(7).unwrap().unwrap();
     assert_eq!(
         (
@@ -303,4 +303,90 @@ fn passwords_are_hashed_checked_and_refused_alike_for_every_failure() {
             "{email}"
         );
     }
+}
+
+#[test]
+fn sessions_end_at_sign_out_expiry_and_deactivation() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path().join("r.sqlite3")).unwrap();
+    let company_id = registry
+        .transaction("company", |tx| insert_company(tx, &company()))
+        .unwrap();
+    let user_id = registry
+        .transaction("user", |tx| {
+            insert_user(
+                tx,
+                &NewUser {
+                    email: "ines@soleil.example".into(),
+                    given_name: "Inès".into(),
+                    family_name: "Tall".into(),
+                    phone: String::new(),
+                    language: "fr".into(),
+                    role: "installer_user",
+                    company_id: Some(company_id),
+                    owner_id: None,
+                    password_hash: None,
+                    created_us: 0,
+                },
+            )
+        })
+        .unwrap();
+    let hour = 3_600_000_000;
+    let first = registry.create_session(user_id, 0, hour).unwrap();
+    let second = registry.create_session(user_id, 0, hour).unwrap();
+    assert_ne!(first.token, second.token);
+    assert_ne!(first.token, first.csrf_token);
+    let found = registry.session_user(&first.token, 10).unwrap().unwrap();
+    assert_eq!(found.user.id, user_id);
+    assert_eq!(found.csrf_token, first.csrf_token);
+    // Only a digest is stored: the token itself is nowhere in the database.
+    let stored: String = registry
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT group_concat(token_digest) FROM portal_sessions",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap())
+        })
+        .unwrap();
+    assert!(!stored.contains(&first.token));
+    assert_eq!(registry.session_user("not a token", 10).unwrap(), None);
+    // Expired.
+    assert_eq!(registry.session_user(&first.token, hour).unwrap(), None);
+    // Signed out.
+    registry.end_session(&first.token).unwrap();
+    assert_eq!(registry.session_user(&first.token, 10).unwrap(), None);
+    assert!(registry.session_user(&second.token, 10).unwrap().is_some());
+    // Deactivated: every session stops at once; reactivated, they work again until ended.
+    registry
+        .read(|c| {
+            c.execute("UPDATE users SET active = 0 WHERE id = ?1", [user_id])
+                .unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(registry.session_user(&second.token, 10).unwrap(), None);
+    registry
+        .read(|c| {
+            c.execute("UPDATE users SET active = 1 WHERE id = ?1", [user_id])
+                .unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(registry.end_sessions_of(user_id).unwrap(), 1);
+    assert_eq!(registry.session_user(&second.token, 10).unwrap(), None);
+    // Preferences are per user and replaced in place.
+    assert_eq!(registry.user_setting(user_id, "columns").unwrap(), None);
+    registry
+        .set_user_setting(user_id, "columns", "a,b")
+        .unwrap();
+    registry.set_user_setting(user_id, "columns", "c").unwrap();
+    assert_eq!(
+        registry
+            .user_setting(user_id, "columns")
+            .unwrap()
+            .as_deref(),
+        Some("c")
+    );
 }

@@ -5,11 +5,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
+use sunfleet_engine::ids::BatchSeq;
+use sunfleet_engine::telemetry::{DeviceEvent, EventKind, EventState, TelemetryBatch};
 use sunfleet_engine::time::CivilDate;
 use sunfleet_fixtures::faults::{Fault, FaultRates};
 use sunfleet_fixtures::{Fleet, FleetConfig};
 use sunfleet_query::Scope;
-use sunfleet_query::checks::{CheckSettings, Condition, record};
+use sunfleet_query::checks::{CheckSettings, Condition, FleetCheck, FleetChecker, record};
 
 use crate::fleet::{Layout, build};
 
@@ -185,6 +187,95 @@ async fn every_present_fault_is_found_and_no_healthy_system_is_flagged() {
             .as_primitive::<Int64Type>()
             .value(0),
         0
+    );
+}
+
+/// (system, device, condition) of every finding.
+fn found(check: &FleetCheck) -> BTreeSet<(u32, Option<u32>, Condition)> {
+    check
+        .findings
+        .iter()
+        .map(|f| (f.system_id, f.device_id, f.condition))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_round_rejudges_only_what_changed_and_agrees_with_a_full_one() {
+    let mut config = FleetConfig::new(21, 40, CivilDate::from_ymd(2026, 6, 1).unwrap(), 4);
+    config.fault_rates = FaultRates {
+        micro_not_reporting: 0.15,
+        gateway_outage: 0.0,
+        gateway_gone: 0.1,
+        meter_issue: 0.3,
+        under_production: 0.0,
+        grid_out_of_range: 0.0,
+    };
+    let fleet = Fleet::new(config.clone());
+    let test = build(&fleet, Layout::Settled).await;
+    let as_of = config.window_end_us();
+    let mut checker = FleetChecker::new(CheckSettings::default());
+
+    let first = checker.check(&test.engine, as_of).await.unwrap();
+    assert!(first.rejudged.everything);
+    let full = test
+        .engine
+        .check_fleet(as_of, &CheckSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(first.findings, full.findings);
+
+    // Nothing arrived: nothing is read again, and the answer stands.
+    let quiet = checker
+        .check(&test.engine, as_of + 60_000_000)
+        .await
+        .unwrap();
+    assert!(!quiet.rejudged.everything);
+    assert_eq!(quiet.rejudged.device_event_systems, 0);
+    assert_eq!(quiet.rejudged.production_systems, 0);
+    assert_eq!(found(&quiet), found(&first));
+
+    // One healthy system's microinverter trips its GFI, and the healthy system's other
+    // microinverters report; a day later, with nothing else arriving, every other system
+    // has gone silent.
+    let healthy = fleet
+        .systems()
+        .find(|s| s.faults.is_empty() && s.micros.len() > 1)
+        .expect("a healthy system");
+    let tripped = healthy.micros[0].serial;
+    let mut batch = TelemetryBatch::new(healthy.gateway.serial, BatchSeq(1_000_000), as_of);
+    batch.events.push(DeviceEvent {
+        serial: tripped,
+        time_us: as_of + 120_000_000,
+        kind: EventKind::GfiTripped,
+        state: EventState::Raised,
+    });
+    test.store.append(batch).unwrap().durable().await.unwrap();
+    let later = as_of + 120_000_000 + 27 * 3_600_000_000;
+    let round = checker.check(&test.engine, later).await.unwrap();
+    assert!(!round.rejudged.everything);
+    assert_eq!(round.rejudged.device_event_systems, 1);
+    let full = test
+        .engine
+        .check_fleet(later, &CheckSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(found(&round), found(&full));
+    assert!(
+        found(&round).contains(&(
+            healthy.id.0,
+            None,
+            Condition::DeviceEvent(EventKind::GfiTripped)
+        )),
+        "the tripped GFI is found"
+    );
+    assert_eq!(
+        round
+            .findings
+            .iter()
+            .filter(|f| f.condition == Condition::GatewayNotReporting)
+            .count(),
+        round.systems.len(),
+        "a day of silence is seen without new data"
     );
 }
 

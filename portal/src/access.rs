@@ -1,0 +1,58 @@
+//! The one place that decides what a signed-in principal may do. Pages and JSON endpoints
+//! call [`authorize`] with what they need before reading or changing anything; the data
+//! itself is then read in the principal's [`sunfleet_query::Scope`], so even a page that
+//! forgot to ask could not show another company's systems.
+
+use sunfleet_engine::registry::UserRole;
+
+use crate::{PortalError, Principal};
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The fleet pages (dashboard, alerts, systems list) and their JSON.
+    FleetPages,
+    /// One system's pages and data.
+    System(u32),
+    /// Analyst SQL over the principal's scope.
+    Sql,
+    /// Company users, subcontractors and the audit log (company administrators).
+    CompanyAdmin,
+}
+
+/// `Ok` when `principal` may have `need`; otherwise why not.
+pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
+    let role = principal.role();
+    let allowed = match need {
+        Need::FleetPages => role != UserRole::Analyst,
+        Need::System(id) => {
+            role != UserRole::Analyst && principal.scope.systems().is_none_or(|s| s.contains(id))
+        }
+        Need::Sql => matches!(
+            role,
+            UserRole::InstallerAdmin
+                | UserRole::InstallerUser
+                | UserRole::Subcontractor
+                | UserRole::Analyst
+        ),
+        Need::CompanyAdmin => role == UserRole::InstallerAdmin,
+    };
+    if allowed {
+        return Ok(());
+    }
+    // Another company's system is answered like a missing one: its existence is not told.
+    Err(match need {
+        Need::System(id) => PortalError::NotFound {
+            what: format!("system {id}"),
+        },
+        Need::FleetPages => PortalError::Forbidden {
+            reason: "analyst accounts use SQL (the Postgres and Flight SQL endpoints, or POST /api/sql); they have no portal pages".to_owned(),
+        },
+        Need::Sql => PortalError::Forbidden {
+            reason: format!("a {} account cannot run SQL", role.as_str()),
+        },
+        Need::CompanyAdmin => PortalError::Forbidden {
+            reason: "only company administrators may do this".to_owned(),
+        },
+    })
+}

@@ -1,0 +1,186 @@
+//! The JSON API beside the pages: the same data, the same [`crate::access::authorize`]
+//! decisions and the same scope; and `POST /api/sql` for analysts. A request signed in
+//! with the session cookie that changes or runs something carries the session's CSRF
+//! token in `X-CSRF-Token`. Errors are `{"error": "..."}` with the status code.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use sunfleet_query::output::ResultFormat;
+
+use crate::access::{Need, authorize};
+use crate::fleet;
+use crate::server::AppState;
+use crate::session::CSRF_HEADER;
+use crate::{PortalError, Principal};
+
+/// The OpenAPI description of this API, served at `/api/openapi.json`.
+const OPENAPI: &str = include_str!("../assets/openapi.json");
+
+/// A principal for the API: failures answer JSON.
+pub struct ApiPrincipal(pub Principal);
+
+pub struct ApiError(pub PortalError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_json_response()
+    }
+}
+
+impl<E: Into<PortalError>> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        ApiError(error.into())
+    }
+}
+
+impl FromRequestParts<AppState> for ApiPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Principal::from_request_parts(parts, state)
+            .await
+            .map(ApiPrincipal)
+            .map_err(ApiError)
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+pub async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+pub async fn me(ApiPrincipal(principal): ApiPrincipal) -> ApiResult {
+    Ok(Json(json!({
+        "id": principal.user.id,
+        "email": principal.user.email,
+        "role": principal.user.role.as_str(),
+        "company_id": principal.user.company_id,
+        "owner_id": principal.user.owner_id,
+        "systems_visible": principal.scope.systems().map(|s| s.len()),
+    }))
+    .into_response())
+}
+
+pub async fn systems(
+    State(state): State<AppState>,
+    ApiPrincipal(principal): ApiPrincipal,
+) -> ApiResult {
+    authorize(&principal, Need::FleetPages)?;
+    let now = sunfleet_engine::time::now_micros();
+    let systems = fleet::systems_with_figures(state.query(), &principal.scope, now).await?;
+    Ok(Json(json!({ "systems": systems })).into_response())
+}
+
+pub async fn alerts(
+    State(state): State<AppState>,
+    ApiPrincipal(principal): ApiPrincipal,
+) -> ApiResult {
+    authorize(&principal, Need::FleetPages)?;
+    let alerts = fleet::open_alerts(state.query(), &principal.scope).await?;
+    Ok(Json(json!({ "alerts": alerts })).into_response())
+}
+
+pub async fn dashboard(
+    State(state): State<AppState>,
+    ApiPrincipal(principal): ApiPrincipal,
+) -> ApiResult {
+    authorize(&principal, Need::FleetPages)?;
+    let now = sunfleet_engine::time::now_micros();
+    let engine = state.query();
+    let systems = fleet::systems_with_figures(engine, &principal.scope, now).await?;
+    let services = fleet::service_summary(engine, &principal.scope).await?;
+    let scorecard = fleet::scorecard(engine, &principal.scope, &systems, now).await?;
+    let alerts = systems
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s.status.as_str(),
+                "normal" | "deactivated" | "retired" | "not_monitored"
+            )
+        })
+        .count();
+    let activations = systems.iter().filter(|s| s.stage != "ready").count();
+    Ok(Json(json!({
+        "systems": systems.len(),
+        "alerts": alerts,
+        "activations": activations,
+        "service_requests": services,
+        "scorecard": scorecard,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SqlQuery {
+    format: Option<String>,
+}
+
+/// Runs one SQL statement in the principal's scope. The body is the SQL text (or JSON
+/// `{"sql": "..."}`); `?format=json|csv|arrow` chooses the answer (JSON by default).
+pub async fn sql(
+    State(state): State<AppState>,
+    ApiPrincipal(principal): ApiPrincipal,
+    Query(query): Query<SqlQuery>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    authorize(&principal, Need::Sql)?;
+    principal.check_csrf(headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))?;
+    let format = match query.format.as_deref() {
+        None => ResultFormat::Json,
+        Some(name) => ResultFormat::from_name(name).ok_or_else(|| PortalError::BadRequest {
+            message: format!("unknown format {name:?}: use json, csv or arrow"),
+        })?,
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let text = if is_json {
+        #[derive(Deserialize)]
+        struct Body {
+            sql: String,
+        }
+        serde_json::from_str::<Body>(&body)
+            .map_err(|e| PortalError::BadRequest {
+                message: format!("the JSON body must be {{\"sql\": \"...\"}}: {e}"),
+            })?
+            .sql
+    } else {
+        body
+    };
+    if text.trim().is_empty() {
+        return Err(PortalError::BadRequest {
+            message: "no SQL in the request body".to_owned(),
+        }
+        .into());
+    }
+    let answer = state.query().sql(&principal.scope, &text).await?;
+    let mut out = Vec::new();
+    answer
+        .write(format, &mut out)
+        .map_err(|e| PortalError::Internal {
+            context: format!("writing a SQL answer: {e}"),
+        })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        )],
+        out,
+    )
+        .into_response())
+}

@@ -1,0 +1,235 @@
+//! Sign-in and sign-out. The sign-in form carries a token that must match a cookie set with
+//! the form (so another site cannot sign a browser into an account of its choosing); a
+//! successful sign-in starts a fresh session (the cookie is replaced), and failures count
+//! toward [`crate::throttle`]'s limits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sunfleet_query::Scope;
+
+use super::{local_path, render};
+use crate::PortalError;
+use crate::server::AppState;
+use crate::session::{
+    SESSION_COOKIE, add_cookie, blocking, cookie, principal_of_token, random_token, set_cookie,
+};
+
+const SIGN_IN_COOKIE: &str = "sunfleet_signin";
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage {
+    next: String,
+    email: String,
+    form_token: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInQuery {
+    next: Option<String>,
+}
+
+pub async fn form(State(state): State<AppState>, Query(query): Query<SignInQuery>) -> Response {
+    page(
+        &state,
+        local_path(query.next.as_deref()),
+        String::new(),
+        None,
+        axum::http::StatusCode::OK,
+    )
+}
+
+fn page(
+    state: &AppState,
+    next: String,
+    email: String,
+    error: Option<String>,
+    status: axum::http::StatusCode,
+) -> Response {
+    let form_token = random_token();
+    let page = SignInPage {
+        next,
+        email,
+        form_token: form_token.clone(),
+        error,
+    };
+    let mut response = match render("sign-in", &page) {
+        Ok(response) => response,
+        Err(error) => return error.into_response(),
+    };
+    *response.status_mut() = status;
+    add_cookie(
+        response.headers_mut(),
+        set_cookie(
+            SIGN_IN_COOKIE,
+            &form_token,
+            3600,
+            state.shared().config.secure_cookies,
+        ),
+    );
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+    form_token: Option<String>,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let next = local_path(form.next.as_deref());
+    let email = form.email.trim().to_owned();
+    let expected = cookie(&headers, SIGN_IN_COOKIE);
+    if expected.is_none() || expected != form.form_token.as_deref() {
+        return page(
+            &state,
+            next,
+            email,
+            Some(PortalError::CsrfMismatch.to_string()),
+            axum::http::StatusCode::FORBIDDEN,
+        );
+    }
+    let shared = state.shared();
+    let now = Instant::now();
+    if let Err(retry_after_s) = shared.throttle.check(&email, client.ip(), now) {
+        shared
+            .metrics
+            .failed_sign_ins
+            .fetch_add(1, Ordering::Relaxed);
+        let mut response = page(
+            &state,
+            next,
+            email,
+            Some(PortalError::TooManyAttempts { retry_after_s }.to_string()),
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+        );
+        if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after_s.to_string()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    if email.is_empty() || form.password.is_empty() {
+        return page(
+            &state,
+            next,
+            email,
+            Some("Enter your e-mail address and password.".to_owned()),
+            axum::http::StatusCode::BAD_REQUEST,
+        );
+    }
+    let user = match Scope::sign_in(state.registry(), &email, &form.password).await {
+        Ok(user) => user,
+        Err(error) => return PortalError::from(error).into_response(),
+    };
+    let Some(user) = user else {
+        shared.throttle.failed(&email, client.ip(), now);
+        shared
+            .metrics
+            .failed_sign_ins
+            .fetch_add(1, Ordering::Relaxed);
+        return page(
+            &state,
+            next,
+            email,
+            Some(
+                "The e-mail address or the password is wrong, or the account is not active."
+                    .to_owned(),
+            ),
+            axum::http::StatusCode::UNAUTHORIZED,
+        );
+    };
+    shared.throttle.succeeded(&email);
+    shared.metrics.sign_ins.fetch_add(1, Ordering::Relaxed);
+    let registry = Arc::clone(state.registry());
+    let lifetime = shared.config.session_lifetime_us;
+    let user_id = user.id;
+    let old = cookie(&headers, SESSION_COOKIE).map(str::to_owned);
+    let session = blocking(move || {
+        // A session token the browser had before is never reused (fixation).
+        if let Some(old) = old {
+            registry.end_session(&old)?;
+        }
+        let now = sunfleet_engine::time::now_micros();
+        registry.audit(Some(user_id), "sign_in", "user", Some(user_id), "", now)?;
+        Ok(registry.create_session(user_id, now, lifetime)?)
+    })
+    .await;
+    let session = match session {
+        Ok(session) => session,
+        Err(error) => return error.into_response(),
+    };
+    let mut response = Redirect::to(&next).into_response();
+    let secure = shared.config.secure_cookies;
+    add_cookie(
+        response.headers_mut(),
+        set_cookie(SESSION_COOKIE, &session.token, lifetime / 1_000_000, secure),
+    );
+    add_cookie(
+        response.headers_mut(),
+        set_cookie(SIGN_IN_COOKIE, "", 0, secure),
+    );
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignOutForm {
+    csrf_token: Option<String>,
+}
+
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignOutForm>,
+) -> Response {
+    let Some(token) = cookie(&headers, SESSION_COOKIE).map(str::to_owned) else {
+        return Redirect::to("/signin").into_response();
+    };
+    let registry = Arc::clone(state.registry());
+    let csrf = form.csrf_token;
+    let outcome = blocking(move || {
+        let now = sunfleet_engine::time::now_micros();
+        let Some(principal) = principal_of_token(&registry, &token, now)? else {
+            return Ok(());
+        };
+        principal.check_csrf(csrf.as_deref())?;
+        registry.end_session(&token)?;
+        registry.audit(
+            Some(principal.user.id),
+            "sign_out",
+            "user",
+            Some(principal.user.id),
+            "",
+            now,
+        )?;
+        Ok(())
+    })
+    .await;
+    if let Err(error) = outcome {
+        return error.into_response();
+    }
+    let mut response = Redirect::to("/signin").into_response();
+    add_cookie(
+        response.headers_mut(),
+        set_cookie(SESSION_COOKIE, "", 0, state.shared().config.secure_cookies),
+    );
+    response
+}

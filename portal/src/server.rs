@@ -1,0 +1,274 @@
+//! The portal's HTTP server: routes, shared state, start and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sunfleet_engine::registry::Registry;
+use sunfleet_query::QueryEngine;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::throttle::{SignInThrottle, ThrottleLimits};
+use crate::{PortalError, api, pages};
+
+/// Portal settings.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    pub listen: SocketAddr,
+    /// How long a session lasts after sign-in.
+    pub session_lifetime_us: i64,
+    /// Mark cookies `Secure` (the portal is reached over HTTPS, e.g. behind a proxy).
+    pub secure_cookies: bool,
+    pub sign_in_limits: ThrottleLimits,
+}
+
+impl PortalConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            session_lifetime_us: 12 * 3_600_000_000,
+            secure_cookies: false,
+            sign_in_limits: ThrottleLimits::default(),
+        }
+    }
+}
+
+/// Request counters for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub requests: AtomicU64,
+    pub client_errors: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub sign_ins: AtomicU64,
+    pub failed_sign_ins: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub query: Arc<QueryEngine>,
+    pub registry: Arc<Registry>,
+    pub config: PortalConfig,
+    pub throttle: SignInThrottle,
+    pub metrics: Metrics,
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Shared>);
+
+impl AppState {
+    pub fn query(&self) -> &Arc<QueryEngine> {
+        &self.0.query
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.0.registry
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// A running portal.
+pub struct PortalServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PortalServer {
+    /// Binds `config.listen` and serves until [`PortalServer::shutdown`].
+    pub async fn start(
+        config: PortalConfig,
+        query: Arc<QueryEngine>,
+        registry: Arc<Registry>,
+    ) -> Result<Self, PortalError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| PortalError::Internal {
+                    context: format!("binding the portal to {}: {e}", config.listen),
+                })?;
+        let local_addr = listener.local_addr().map_err(|e| PortalError::Internal {
+            context: format!("reading the portal's address: {e}"),
+        })?;
+        let state = AppState(Arc::new(Shared {
+            query,
+            registry,
+            throttle: SignInThrottle::new(config.sign_in_limits),
+            config,
+            metrics: Metrics::default(),
+        }));
+        let app = router(state);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "the portal stopped");
+            }
+        });
+        Ok(Self {
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets requests in flight finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Every route of the portal.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::dashboard::page))
+        .route(
+            "/signin",
+            get(pages::signin::form).post(pages::signin::submit),
+        )
+        .route("/signout", post(pages::signin::sign_out))
+        .route("/alerts", get(pages::alerts::page))
+        .route("/systems", get(pages::systems::page))
+        .route("/systems.csv", get(pages::systems::csv))
+        .route("/systems/columns", post(pages::systems::save_columns))
+        .route("/help", get(pages::help::page))
+        .route("/assets/style.css", get(pages::style))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/me", get(api::me))
+        .route("/api/systems", get(api::systems))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/dashboard", get(api::dashboard))
+        .route("/api/sql", post(api::sql))
+        .route("/api/openapi.json", get(api::openapi))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_and_harden,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Response {
+    let error = PortalError::NotFound {
+        what: format!("page {}", request.uri().path()),
+    };
+    if request.uri().path().starts_with("/api/") {
+        error.into_json_response()
+    } else {
+        error.into_response()
+    }
+}
+
+/// Counts requests by outcome and sets the headers every answer carries.
+async fn count_and_harden(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let metrics = &state.shared().metrics;
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() {
+        metrics.client_errors.fetch_add(1, Ordering::Relaxed);
+    } else if status.is_server_error() {
+        metrics.server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    // The registry answers and the store is open: enough to take traffic.
+    let registry = std::sync::Arc::clone(state.registry());
+    let check = crate::session::blocking(move || Ok(registry.schema_version()?)).await;
+    match check {
+        Ok(version) => (
+            axum::http::StatusCode::OK,
+            format!(
+                "ok: registry schema {version}, {} rows buffered\n",
+                state.query().store().buffered_rows()
+            ),
+        )
+            .into_response(),
+        Err(error) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("unavailable: {}\n", error.public_message()),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let m = &state.shared().metrics;
+    let store = state.query().store();
+    let body = format!(
+        "# HELP sunfleet_portal_requests_total HTTP requests answered by the portal.\n\
+         # TYPE sunfleet_portal_requests_total counter\n\
+         sunfleet_portal_requests_total {}\n\
+         # HELP sunfleet_portal_client_errors_total Requests answered 4xx.\n\
+         # TYPE sunfleet_portal_client_errors_total counter\n\
+         sunfleet_portal_client_errors_total {}\n\
+         # HELP sunfleet_portal_server_errors_total Requests answered 5xx.\n\
+         # TYPE sunfleet_portal_server_errors_total counter\n\
+         sunfleet_portal_server_errors_total {}\n\
+         # HELP sunfleet_portal_sign_ins_total Successful sign-ins.\n\
+         # TYPE sunfleet_portal_sign_ins_total counter\n\
+         sunfleet_portal_sign_ins_total {}\n\
+         # HELP sunfleet_portal_failed_sign_ins_total Refused sign-ins (wrong password or throttled).\n\
+         # TYPE sunfleet_portal_failed_sign_ins_total counter\n\
+         sunfleet_portal_failed_sign_ins_total {}\n\
+         # HELP sunfleet_engine_buffered_rows Rows in the write buffer, not yet persisted.\n\
+         # TYPE sunfleet_engine_buffered_rows gauge\n\
+         sunfleet_engine_buffered_rows {}\n",
+        m.requests.load(Ordering::Relaxed),
+        m.client_errors.load(Ordering::Relaxed),
+        m.server_errors.load(Ordering::Relaxed),
+        m.sign_ins.load(Ordering::Relaxed),
+        m.failed_sign_ins.load(Ordering::Relaxed),
+        store.buffered_rows(),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}

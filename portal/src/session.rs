@@ -1,0 +1,128 @@
+//! Who is asking. A browser signs in once and then carries a session cookie (`HttpOnly`,
+//! `SameSite=Lax`, `Secure` when the portal is served over HTTPS); the registry keeps the
+//! session and ends it at sign-out, expiry or the user's deactivation. State-changing
+//! requests also carry the session's CSRF token (a form field, or the `X-CSRF-Token`
+//! header for the API), so another site cannot make a signed-in browser act.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use sunfleet_engine::registry::{Registry, SessionUser, UserRecord, UserRole};
+use sunfleet_query::Scope;
+
+use crate::PortalError;
+use crate::server::AppState;
+
+pub const SESSION_COOKIE: &str = "sunfleet_session";
+/// Header that carries the CSRF token of API requests made with a session cookie.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A signed-in user, with the data they may see.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserRecord,
+    pub scope: Scope,
+    pub csrf_token: String,
+}
+
+impl Principal {
+    /// Checks a state-changing request's CSRF token.
+    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), PortalError> {
+        match sent {
+            Some(sent) if constant_time_eq(sent.as_bytes(), self.csrf_token.as_bytes()) => Ok(()),
+            _ => Err(PortalError::CsrfMismatch),
+        }
+    }
+
+    pub fn role(&self) -> UserRole {
+        self.user.role
+    }
+}
+
+/// 32 random bytes, URL-safe.
+pub fn random_token() -> String {
+    sunfleet_engine::registry::random_token()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A `Set-Cookie` value; an empty value with `max_age_s = 0` removes the cookie.
+pub fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+pub fn add_cookie(headers: &mut HeaderMap, value: HeaderValue) {
+    headers.append(SET_COOKIE, value);
+}
+
+/// The principal of a session token, if the session is valid (blocking: SQLite).
+pub(crate) fn principal_of_token(
+    registry: &Registry,
+    token: &str,
+    now_us: i64,
+) -> Result<Option<Principal>, PortalError> {
+    let Some(SessionUser { user, csrf_token }) = registry.session_user(token, now_us)? else {
+        return Ok(None);
+    };
+    let scope = Scope::of_user(registry, &user, now_us)?;
+    Ok(Some(Principal {
+        user,
+        scope,
+        csrf_token,
+    }))
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, PortalError> + Send + 'static,
+) -> Result<T, PortalError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| PortalError::Internal {
+            context: format!("a registry task failed: {e}"),
+        })?
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let api = parts.uri.path().starts_with("/api/");
+        let sign_in = || PortalError::SignInRequired {
+            api,
+            next: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        };
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned) else {
+            return Err(sign_in());
+        };
+        let registry: Arc<Registry> = Arc::clone(state.registry());
+        let now = sunfleet_engine::time::now_micros();
+        match blocking(move || principal_of_token(&registry, &token, now)).await? {
+            Some(principal) => Ok(principal),
+            None => Err(sign_in()),
+        }
+    }
+}

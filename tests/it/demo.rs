@@ -1,0 +1,340 @@
+//! `sunfleet demo` end to end: it seeds, backfills and serves; every demo account signs in
+//! to the portal and sees exactly what its role allows; bad input is refused; a second
+//! start reuses the folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::http::{Client, hidden_field};
+use crate::{Server, free_tcp_port, free_udp_port, interrupt};
+
+const PASSWORD: &str = "sunfleet-demo";
+
+struct Demo {
+    server: Server,
+    portal: String,
+    /// Role label → e-mail, as the demo prints them.
+    accounts: BTreeMap<String, String>,
+}
+
+fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
+    let portal = format!("127.0.0.1:{portal_port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
+        .args(["demo", "--data"])
+        .arg(data)
+        .args([
+            "--systems",
+            "12",
+            "--history-days",
+            "1",
+            "--portal",
+            &portal,
+        ])
+        .args(["--quic", &format!("127.0.0.1:{}", free_udp_port())])
+        .args(["--postgres", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(["--flight", &format!("127.0.0.1:{}", free_tcp_port())])
+        .env("SUNFLEET_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut accounts = BTreeMap::new();
+    let mut in_welcome = false;
+    loop {
+        let line = received
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the demo prints its accounts within 4 minutes");
+        if line.starts_with("sunfleet demo:") {
+            assert!(line.contains(&format!("http://{portal}")), "{line}");
+            in_welcome = true;
+        } else if in_welcome && line.trim_start().starts_with("SQL:") {
+            break;
+        } else if in_welcome {
+            let (role, email) = line.trim().rsplit_once(' ').expect("role and e-mail");
+            accounts.insert(role.trim().to_owned(), email.to_owned());
+        }
+    }
+    Demo {
+        server,
+        portal,
+        accounts,
+    }
+}
+
+fn system_ids(client: &mut Client) -> BTreeSet<u64> {
+    let answer = client.get("/api/systems");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    json["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let port = free_tcp_port();
+    let demo = start_demo(&data, port);
+    for role in [
+        "installer administrator",
+        "installer",
+        "subcontractor",
+        "system owner (read-only)",
+        "analyst (SQL only)",
+    ] {
+        assert!(
+            demo.accounts.contains_key(role),
+            "{role}: {:?}",
+            demo.accounts
+        );
+    }
+    let account = |role: &str| demo.accounts[role].clone();
+
+    // Not signed in: pages send to the sign-in page, the API answers 401.
+    let mut anonymous = Client::new(&demo.portal);
+    let page = anonymous.get("/systems");
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/signin?next=%2Fsystems"));
+    assert_eq!(anonymous.get("/api/systems").status, 401);
+    assert_eq!(anonymous.get("/healthz").status, 200);
+    assert!(
+        anonymous
+            .get("/metrics")
+            .body
+            .contains("sunfleet_portal_requests_total")
+    );
+
+    // A wrong password is refused with the same answer as an unknown e-mail, and after
+    // five failures the account is locked for a while, even with the right password.
+    let admin_email = account("installer administrator");
+    let mut guesser = Client::new(&demo.portal);
+    for _ in 0..5 {
+        let answer = guesser.sign_in(&admin_email, "not the password");
+        assert_eq!(answer.status, 401);
+        assert!(answer.body.contains("wrong"), "{}", answer.body);
+    }
+    let locked = guesser.sign_in(&admin_email, PASSWORD);
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.header("retry-after").is_some());
+    assert!(!guesser.cookies.contains_key("sunfleet_session"));
+    let unknown = Client::new(&demo.portal).sign_in("nobody@example.com", PASSWORD);
+    assert_eq!(unknown.status, 401);
+    // A sign-in form posted without its token (from another site) is refused.
+    let forged = Client::new(&demo.portal).post_form(
+        "/signin",
+        &[("email", "x@example.com"), ("password", PASSWORD)],
+    );
+    assert_eq!(forged.status, 403);
+
+    // The installer (the administrator is locked out for now) sees the company's systems.
+    let mut installer = Client::new(&demo.portal);
+    let signed_in = installer.sign_in(&account("installer"), PASSWORD);
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert!(installer.cookies.contains_key("sunfleet_session"));
+    let company = system_ids(&mut installer);
+    assert!(!company.is_empty());
+    for path in [
+        "/",
+        "/?tab=alerts",
+        "/?tab=activations",
+        "/alerts",
+        "/systems",
+        "/help",
+    ] {
+        let page = installer.get(path);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(page.body.contains("Sign out"), "{path}");
+    }
+    let list = installer.get("/systems?sort=name&dir=desc");
+    let first = *company.iter().next().unwrap();
+    assert!(list.body.contains(&format!("#{first}")) || company.len() > 50);
+    let csv = installer.get("/systems.csv");
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.body.lines().count(), company.len() + 1, "{}", csv.body);
+
+    // The column chooser: saved per user, refused without the CSRF token.
+    let page = installer.get("/systems");
+    let csrf = hidden_field(&page.body, "csrf_token").unwrap();
+    let refused = installer.post_form("/systems/columns", &[("col", "country")]);
+    assert_eq!(refused.status, 403);
+    let bad = installer.post_form(
+        "/systems/columns",
+        &[("csrf_token", &csrf), ("col", "password_hash")],
+    );
+    assert_eq!(bad.status, 400);
+    let saved = installer.post_form(
+        "/systems/columns",
+        &[
+            ("csrf_token", &csrf),
+            ("col", "country"),
+            ("col", "installer"),
+        ],
+    );
+    assert_eq!(saved.status, 303);
+    let csv = installer.get("/systems.csv");
+    assert!(
+        csv.body.starts_with("id,name,installer,country\n"),
+        "{}",
+        csv.body.lines().next().unwrap_or("")
+    );
+
+    // The analyst: SQL in the company's scope, no pages; SQL needs the CSRF token and
+    // cannot touch files.
+    let mut analyst = Client::new(&demo.portal);
+    assert_eq!(
+        analyst
+            .sign_in(&account("analyst (SQL only)"), PASSWORD)
+            .status,
+        303
+    );
+    assert_eq!(analyst.get("/").status, 403);
+    let me = analyst.get("/api/me");
+    let me: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+    let sql = |client: &mut Client, csrf: Option<&str>, text: &str| {
+        let mut headers = vec![("Content-Type", "text/plain")];
+        if let Some(csrf) = csrf {
+            headers.push(("X-CSRF-Token", csrf));
+        }
+        client.request("POST", "/api/sql?format=json", &headers, Some(text))
+    };
+    assert_eq!(
+        sql(&mut analyst, None, "SELECT id FROM systems").status,
+        403,
+        "SQL without the CSRF token"
+    );
+    // The analyst's CSRF token comes from the session: read it from a page it may see.
+    let help = analyst.get("/help");
+    let analyst_csrf = hidden_field(&help.body, "csrf_token").unwrap();
+    let answer = sql(
+        &mut analyst,
+        Some(&analyst_csrf),
+        "SELECT id FROM systems ORDER BY id",
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&answer.body).unwrap();
+    let analyst_systems: BTreeSet<u64> = rows.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(analyst_systems, company, "same company, same systems");
+    assert_eq!(me["systems_visible"].as_u64(), Some(company.len() as u64));
+    let refused = sql(
+        &mut analyst,
+        Some(&analyst_csrf),
+        "COPY (SELECT 1) TO '/tmp/sunfleet-demo-test.csv'",
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let bad = sql(&mut analyst, Some(&analyst_csrf), "SELEC nonsense");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("error"), "{}", bad.body);
+
+    // The subcontractor sees only systems granted to it; the owner only their own.
+    let mut subcontractor = Client::new(&demo.portal);
+    assert_eq!(
+        subcontractor
+            .sign_in(&account("subcontractor"), PASSWORD)
+            .status,
+        303
+    );
+    let granted = system_ids(&mut subcontractor);
+    assert!(!granted.is_empty());
+    let mut owner = Client::new(&demo.portal);
+    assert_eq!(
+        owner
+            .sign_in(&account("system owner (read-only)"), PASSWORD)
+            .status,
+        303
+    );
+    let own = system_ids(&mut owner);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert!(company.is_superset(&own));
+    let help = owner.get("/help");
+    let owner_csrf = hidden_field(&help.body, "csrf_token").unwrap();
+    assert_eq!(
+        sql(&mut owner, Some(&owner_csrf), "SELECT 1").status,
+        403,
+        "owners have no SQL"
+    );
+    // No page or list of the owner or subcontractor names a system outside their scope.
+    for (client, visible) in [(&mut owner, &own), (&mut subcontractor, &granted)] {
+        for path in ["/", "/alerts", "/systems", "/systems.csv", "/api/alerts"] {
+            let page = client.get(path);
+            assert_eq!(page.status, 200, "{path}");
+            for other in company
+                .iter()
+                .chain(&granted)
+                .filter(|id| !visible.contains(id))
+            {
+                assert!(
+                    !page.body.contains(&format!("#{other}<")),
+                    "{path} shows system {other}"
+                );
+            }
+        }
+    }
+
+    // Sign-out ends the session: the cookie no longer signs anyone in.
+    let page = owner.get("/help");
+    let csrf = hidden_field(&page.body, "csrf_token").unwrap();
+    let session = owner.cookies["sunfleet_session"].clone();
+    assert_eq!(
+        owner.post_form("/signout", &[("csrf_token", &csrf)]).status,
+        303
+    );
+    let mut replay = Client::new(&demo.portal);
+    replay.cookies.insert("sunfleet_session".into(), session);
+    assert_eq!(replay.get("/api/me").status, 401);
+
+    // A second start reuses the folder: same accounts, history not backfilled again.
+    let plan_before = std::fs::read_to_string(data.join("demo.json")).unwrap();
+    assert!(
+        plan_before.contains("\"history_done\": true"),
+        "{plan_before}"
+    );
+    interrupt(&demo.server.0);
+    let Demo { mut server, .. } = demo;
+    assert!(server.0.wait().unwrap().success());
+    let again = start_demo(&data, free_tcp_port());
+    assert_eq!(again.accounts, {
+        let mut accounts = BTreeMap::new();
+        for (role, email) in [
+            ("installer administrator", admin_email.as_str()),
+            ("installer", account("installer").as_str()),
+            ("subcontractor", account("subcontractor").as_str()),
+            (
+                "system owner (read-only)",
+                account("system owner (read-only)").as_str(),
+            ),
+            ("analyst (SQL only)", account("analyst (SQL only)").as_str()),
+        ] {
+            accounts.insert(role.to_owned(), email.to_owned());
+        }
+        accounts
+    });
+    assert_eq!(
+        std::fs::read_to_string(data.join("demo.json")).unwrap(),
+        plan_before
+    );
+    let mut installer = Client::new(&again.portal);
+    assert_eq!(
+        installer.sign_in(&account("installer"), PASSWORD).status,
+        303
+    );
+    assert_eq!(system_ids(&mut installer), company);
+    interrupt(&again.server.0);
+}
