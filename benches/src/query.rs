@@ -449,7 +449,8 @@ fn duckdb_times(
     let script = format!(
         r#"
 import duckdb, statistics, time
-con = duckdb.connect(config={{"enable_progress_bar": False}})
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute("SET TimeZone = 'UTC'")
 con.execute("CREATE VIEW readings AS SELECT * FROM read_parquet('{root}/readings/*/*.parquet', hive_partitioning = true)")
 def timed(sql):

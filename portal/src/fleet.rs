@@ -69,6 +69,19 @@ pub struct Scorecard {
     pub mean_time_to_resolve_h: Option<f64>,
 }
 
+/// A system the Alerts tab lists: monitored and not normal.
+pub fn in_alert(s: &SystemLine) -> bool {
+    !matches!(
+        s.status.as_str(),
+        "normal" | "deactivated" | "retired" | "not_monitored"
+    )
+}
+
+/// A system the Activations tab lists: not through the four stages yet.
+pub fn activating(s: &SystemLine) -> bool {
+    s.stage != "ready"
+}
+
 /// What a status code means to an installer.
 pub fn status_label(status: &str) -> &'static str {
     match status {

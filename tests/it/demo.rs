@@ -11,16 +11,16 @@ use std::time::{Duration, Instant};
 use crate::http::{Client, hidden_field};
 use crate::{Server, free_tcp_port, free_udp_port, interrupt};
 
-const PASSWORD: &str = "sunfleet-demo";
+pub const PASSWORD: &str = "sunfleet-demo";
 
-struct Demo {
-    server: Server,
-    portal: String,
+pub struct Demo {
+    pub server: Server,
+    pub portal: String,
     /// Role label → e-mail, as the demo prints them.
-    accounts: BTreeMap<String, String>,
+    pub accounts: BTreeMap<String, String>,
 }
 
-fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
+pub fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
     let portal = format!("127.0.0.1:{portal_port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
         .args(["demo", "--data"])

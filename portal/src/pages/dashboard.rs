@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::{Chrome, energy, render};
 use crate::access::{Need, authorize};
-use crate::fleet::{self, ServiceSummary, SystemLine, stage_label, status_label};
+use crate::fleet::{
+    self, ServiceSummary, SystemLine, activating, in_alert, stage_label, status_label,
+};
 use crate::server::AppState;
 use crate::{PortalError, Principal};
 
@@ -49,17 +51,6 @@ struct DashboardPage {
 pub struct DashboardQuery {
     tab: Option<String>,
     q: Option<String>,
-}
-
-fn in_alert(s: &SystemLine) -> bool {
-    !matches!(
-        s.status.as_str(),
-        "normal" | "deactivated" | "retired" | "not_monitored"
-    )
-}
-
-fn activating(s: &SystemLine) -> bool {
-    s.stage != "ready"
 }
 
 /// Name or id search, as the systems box and the systems list do it.

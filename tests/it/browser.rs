@@ -1,0 +1,69 @@
+//! The portal in a real browser: headless Chromium (driven by playwright-core, see
+//! `tests/browser/portal.mjs`) signs in as every demo account and walks the dashboard,
+//! alerts, systems list (search, sort, paging, column chooser) and help, checking what each
+//! role may and may not see; a screenshot of every page is saved.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::demo::{PASSWORD, start_demo};
+use crate::{free_tcp_port, interrupt};
+
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("SUNFLEET_CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let path = PathBuf::from("/usr/bin/chromium");
+    assert!(
+        path.exists(),
+        "the browser test needs Chromium: `apt-get install chromium` (.ci/run does), or set \
+         SUNFLEET_CHROMIUM to its executable"
+    );
+    path
+}
+
+fn browser_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "the browser test needs playwright-core: run `bash scripts/test` once (it runs `npm ci` \
+         in tests/browser), or `npm ci` there"
+    );
+    dir
+}
+
+#[test]
+fn every_role_walks_the_portal_in_chromium() {
+    let chromium = chromium();
+    let dir = browser_dir();
+    let data = tempfile::tempdir().unwrap();
+    let demo = start_demo(&data.path().join("demo"), free_tcp_port());
+    let screenshots = std::env::var_os("SUNFLEET_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("sunfleet-portal-screenshots"));
+    let _ = std::fs::remove_dir_all(&screenshots);
+    let output = Command::new("node")
+        .arg(dir.join("portal.mjs"))
+        .arg(format!("http://{}", demo.portal))
+        .arg(serde_json::to_string(&demo.accounts).unwrap())
+        .arg(PASSWORD)
+        .arg(&screenshots)
+        .arg(&chromium)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    let saved = std::fs::read_dir(&screenshots).unwrap().count();
+    assert!(
+        saved >= 20,
+        "{saved} screenshots in {}",
+        screenshots.display()
+    );
+    eprintln!("{}", stdout.trim());
+    interrupt(&demo.server.0);
+}
