@@ -186,7 +186,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// The demo accounts (role, e-mail), with the demo password: company 1's first
+/// The demo accounts (role, e-mail), given the demo password unless they have one: company 1's first
 /// administrator and installer, a subcontractor with granted systems, the owner of
 /// company 1's first system and an analyst of company 1 (both created here).
 fn demo_accounts(registry: &Registry) -> anyhow::Result<Vec<(&'static str, String)>> {
@@ -289,7 +289,21 @@ fn demo_accounts(registry: &Registry) -> anyhow::Result<Vec<(&'static str, Strin
         ("analyst (SQL only)", Some(DEMO_ANALYST.to_owned())),
     ] {
         if let Some(email) = email {
-            registry.set_password(&email, DEMO_PASSWORD)?;
+            // A password changed since the first start is kept.
+            let has_password: bool = registry.read(|c| {
+                c.query_row(
+                    "SELECT password_hash IS NOT NULL FROM users WHERE email = ?1",
+                    [&email],
+                    |row| row.get(0),
+                )
+                .map_err(|source| sunfleet_engine::Error::Registry {
+                    context: format!("checking the password of {email}"),
+                    source,
+                })
+            })?;
+            if !has_password {
+                registry.set_password(&email, DEMO_PASSWORD)?;
+            }
             accounts.push((role, email));
         }
     }

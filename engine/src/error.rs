@@ -77,6 +77,12 @@ pub enum Error {
     WeakPassword { min_chars: usize },
     #[error("no user has the e-mail {email:?}")]
     UnknownUser { email: String },
+    #[error("user {user_id} is not a member of company {company_id}")]
+    NotInCompany { user_id: i64, company_id: i64 },
+    #[error(
+        "{email} is the company's last active administrator: make another user an administrator first"
+    )]
+    LastAdmin { email: String },
     #[error("password hash: {reason}")]
     PasswordHash { reason: String },
     #[error("unknown table {name:?}")]

@@ -16,7 +16,9 @@ pub enum Need {
     System(u32),
     /// Analyst SQL over the principal's scope.
     Sql,
-    /// Company users, subcontractors and the audit log (company administrators).
+    /// The company's users list (its members).
+    CompanyUsers,
+    /// Changing company users and subcontractors; the audit log (company administrators).
     CompanyAdmin,
 }
 
@@ -35,6 +37,10 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
                 | UserRole::Subcontractor
                 | UserRole::Analyst
         ),
+        Need::CompanyUsers => matches!(
+            role,
+            UserRole::InstallerAdmin | UserRole::InstallerUser | UserRole::Subcontractor
+        ),
         Need::CompanyAdmin => role == UserRole::InstallerAdmin,
     };
     if allowed {
@@ -50,6 +56,9 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         },
         Need::Sql => PortalError::Forbidden {
             reason: format!("a {} account cannot run SQL", role.as_str()),
+        },
+        Need::CompanyUsers => PortalError::Forbidden {
+            reason: "only company members see the company's users".to_owned(),
         },
         Need::CompanyAdmin => PortalError::Forbidden {
             reason: "only company administrators may do this".to_owned(),

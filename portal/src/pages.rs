@@ -2,11 +2,13 @@
 //! principal's scope) after [`crate::access::authorize`], and renders an askama template
 //! from `portal/templates/` on the shared layout.
 
+pub mod account;
 pub mod alerts;
 pub mod dashboard;
 pub mod help;
 pub mod signin;
 pub mod systems;
+pub mod users;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};

@@ -22,8 +22,9 @@ pub struct SystemFigures {
     /// Daily energy of those seven days, oldest first.
     pub daily_wh: Vec<(Date, f64)>,
     pub lifetime_energy_wh: f64,
-    /// Lifetime energy over what the estimate expected since the operational date (none
-    /// without an estimate or an operational date).
+    /// Lifetime energy over what the estimate expected since the operational date or the
+    /// first data here, whichever is later (none without an estimate or an operational
+    /// date).
     pub lifetime_estimate_pct: Option<f64>,
     /// Newest reading of any device of the system.
     pub last_report_us: Option<i64>,
@@ -193,11 +194,21 @@ impl QueryEngine {
                 .map(|d| d.range(recent_start..).map(|(_, wh)| wh).sum())
                 .unwrap_or(0.0);
             let lifetime_energy_wh = older + recent;
+            // Days before the system's first data here are unknown (it was monitored
+            // elsewhere, or history was not imported), not zero: the estimate counts from
+            // the later of its operational date and its first data.
+            let first_data = rolled
+                .get(&system.id)
+                .and_then(|rows| rows.iter().map(|(d, _)| *d).min())
+                .into_iter()
+                .chain(days.and_then(|d| d.keys().next().copied()))
+                .min();
             let lifetime_estimate_pct = match (operation.get(&system.id), estimates.get(&system.id))
             {
-                (Some((since, degradation)), Some(monthly)) if *since <= today => {
+                (Some((operational, degradation)), Some(monthly)) if *operational <= today => {
+                    let from = first_data.map_or(*operational, |d| d.max(*operational));
                     let expected =
-                        expected_kwh(monthly, *degradation, *since, *since, today) * 1000.0;
+                        expected_kwh(monthly, *degradation, *operational, from, today) * 1000.0;
                     (expected > 0.0).then(|| lifetime_energy_wh / expected * 100.0)
                 }
                 _ => None,

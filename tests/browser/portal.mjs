@@ -77,11 +77,24 @@ try {
     await page.goto(`${base}/systems`);
     check(await page.locator("th a:has-text('Country')").count() === 1, "chosen column missing");
 
-    for (const [path, name] of [["/", "dashboard"], ["/?tab=alerts", "dashboard-alerts"], ["/?tab=activations", "dashboard-activations"], ["/alerts", "alerts"], ["/help", "help"]]) {
+    for (const [path, name] of [["/", "dashboard"], ["/?tab=alerts", "dashboard-alerts"], ["/?tab=activations", "dashboard-activations"], ["/alerts", "alerts"], ["/help", "help"], ["/users", "users"], ["/account", "account"]]) {
       const response = await page.goto(`${base}${path}`);
       check(response.status() === 200, `${role} ${path}: ${response.status()}`);
       await shot(page, `${tag}-${name}`);
     }
+    // Only administrators manage users and read the audit log.
+    await page.goto(`${base}/users`);
+    const manages = (await page.locator("button:has-text('Deactivate')").count()) > 0;
+    check(manages === (role === "installer administrator"), `${role}: user management shown: ${manages}`);
+    check((await page.locator("h2:has-text('Audit log')").count() > 0) === manages, `${role}: audit log`);
+    // A password change with a wrong current password shows the field error.
+    await page.goto(`${base}/account`);
+    await page.fill("input[name=current_password]", "not my password");
+    await page.fill("input[name=new_password]", "another long password");
+    await page.fill("input[name=confirm_password]", "another long password");
+    await Promise.all([page.waitForLoadState("load"), page.click("form.stacked button")]);
+    check(await page.locator(".field-error").count() === 1, `${role}: no field error`);
+    await shot(page, `${tag}-account-error`);
     // Paging, when the list has more than one page.
     await page.goto(`${base}/systems`);
     if (await page.locator("a[rel=next]").count()) {

@@ -122,9 +122,13 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
             .contains("sunfleet_portal_requests_total")
     );
 
+    // The administrator signs in before someone tries to guess the password.
+    let admin_email = account("installer administrator");
+    let mut admin = Client::new(&demo.portal);
+    assert_eq!(admin.sign_in(&admin_email, PASSWORD).status, 303);
+
     // A wrong password is refused with the same answer as an unknown e-mail, and after
     // five failures the account is locked for a while, even with the right password.
-    let admin_email = account("installer administrator");
     let mut guesser = Client::new(&demo.portal);
     for _ in 0..5 {
         let answer = guesser.sign_in(&admin_email, "not the password");
@@ -287,6 +291,154 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
             }
         }
     }
+
+    // Users: the administrator deactivates the installer (signed out at once, cannot sign
+    // in), then reactivates them; the installer sees the list but cannot change it; the
+    // audit log records it all; another company's user is "not found".
+    let installer_id = {
+        let me = installer.get("/api/me");
+        serde_json::from_str::<serde_json::Value>(&me.body).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let users = installer.get("/users");
+    assert_eq!(users.status, 200);
+    assert!(users.body.contains(&account("installer")));
+    assert!(
+        !users.body.contains("Deactivate"),
+        "installers do not manage users"
+    );
+    let installer_csrf = hidden_field(&users.body, "csrf_token").unwrap();
+    let path = format!("/users/{installer_id}/active");
+    assert_eq!(
+        installer
+            .post_form(&path, &[("csrf_token", &installer_csrf), ("active", "0")])
+            .status,
+        403
+    );
+    let users = admin.get("/users");
+    assert!(users.body.contains("Deactivate") && users.body.contains("Audit log"));
+    let admin_csrf = hidden_field(&users.body, "csrf_token").unwrap();
+    assert_eq!(
+        admin.post_form(&path, &[("active", "0")]).status,
+        403,
+        "no CSRF token"
+    );
+    assert_eq!(
+        admin
+            .post_form(&path, &[("csrf_token", &admin_csrf), ("active", "maybe")])
+            .status,
+        400
+    );
+    assert_eq!(
+        admin
+            .post_form(&path, &[("csrf_token", &admin_csrf), ("active", "0")])
+            .status,
+        303
+    );
+    assert_eq!(
+        installer.get("/api/me").status,
+        401,
+        "signed out everywhere"
+    );
+    assert_eq!(
+        Client::new(&demo.portal)
+            .sign_in(&account("installer"), PASSWORD)
+            .status,
+        401
+    );
+    assert_eq!(
+        admin
+            .post_form(
+                "/users/999999/active",
+                &[("csrf_token", &admin_csrf), ("active", "0")]
+            )
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .post_form(&path, &[("csrf_token", &admin_csrf), ("active", "1")])
+            .status,
+        303
+    );
+    let log = admin.get("/users");
+    assert!(
+        log.body.contains("user deactivated") && log.body.contains("user reactivated"),
+        "the audit log"
+    );
+    assert_eq!(
+        installer.sign_in(&account("installer"), PASSWORD).status,
+        303
+    );
+
+    // Password change: field errors change nothing; a change signs out other sessions.
+    let mut elsewhere = Client::new(&demo.portal);
+    assert_eq!(
+        elsewhere
+            .sign_in(&account("subcontractor"), PASSWORD)
+            .status,
+        303
+    );
+    let account_page = subcontractor.get("/account");
+    let csrf = hidden_field(&account_page.body, "csrf_token").unwrap();
+    let wrong = subcontractor.post_form(
+        "/account/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", "not it at all"),
+            ("new_password", "a new long password"),
+            ("confirm_password", "a new long password"),
+        ],
+    );
+    assert_eq!(wrong.status, 400);
+    assert!(
+        wrong.body.contains("not your current password"),
+        "{}",
+        wrong.body
+    );
+    let short = subcontractor.post_form(
+        "/account/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", PASSWORD),
+            ("new_password", "short"),
+            ("confirm_password", "short"),
+        ],
+    );
+    assert_eq!(short.status, 400);
+    assert!(
+        short.body.contains("at least 10 characters"),
+        "{}",
+        short.body
+    );
+    assert_eq!(elsewhere.get("/api/me").status, 200, "nothing changed yet");
+    let changed = subcontractor.post_form(
+        "/account/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", PASSWORD),
+            ("new_password", "a new long password"),
+            ("confirm_password", "a new long password"),
+        ],
+    );
+    assert_eq!(changed.status, 303);
+    assert_eq!(
+        subcontractor.get("/api/me").status,
+        200,
+        "this session goes on"
+    );
+    assert_eq!(
+        elsewhere.get("/api/me").status,
+        401,
+        "others are signed out"
+    );
+    assert_eq!(
+        Client::new(&demo.portal)
+            .sign_in(&account("subcontractor"), "a new long password")
+            .status,
+        303
+    );
 
     // Sign-out ends the session: the cookie no longer signs anyone in.
     let page = owner.get("/help");

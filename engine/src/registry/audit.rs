@@ -26,3 +26,47 @@ impl Registry {
         Ok(())
     }
 }
+
+/// One audit log entry, with who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_us: i64,
+    pub user_email: Option<String>,
+    pub action: String,
+    pub target_kind: String,
+    pub target_id: Option<i64>,
+    pub details: String,
+}
+
+impl Registry {
+    /// The newest `limit` entries made by members of `company_id`, newest first.
+    pub fn company_audit_log(
+        &self,
+        company_id: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        let context = format!("reading the audit log of company {company_id}");
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(
+                "SELECT a.at_us, u.email, a.action, a.target_kind, a.target_id, a.details
+                 FROM audit_log a JOIN users u ON u.id = a.user_id
+                 WHERE u.company_id = ?1
+                 ORDER BY a.at_us DESC, a.id DESC LIMIT ?2",
+            )
+            .map_err(sql_error(context.clone()))?;
+        let rows = statement
+            .query_map(params![company_id, limit as i64], |row| {
+                Ok(AuditEntry {
+                    at_us: row.get(0)?,
+                    user_email: row.get(1)?,
+                    action: row.get(2)?,
+                    target_kind: row.get(3)?,
+                    target_id: row.get(4)?,
+                    details: row.get(5)?,
+                })
+            })
+            .map_err(sql_error(context.clone()))?;
+        rows.collect::<Result<_, _>>().map_err(sql_error(context))
+    }
+}

@@ -19,10 +19,11 @@ mod sessions;
 mod users;
 
 pub use arrow_tables::SQL_TABLES;
+pub use audit::AuditEntry;
 pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 pub use sessions::{NewSession, SessionUser, random_token};
-pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole};
+pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};

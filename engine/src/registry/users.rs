@@ -245,3 +245,132 @@ impl Registry {
         Ok(())
     }
 }
+
+/// A company member as the users page lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: i64,
+    pub email: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub role: UserRole,
+    pub active: bool,
+    pub last_login_us: Option<i64>,
+}
+
+impl Registry {
+    /// A company's members, by family and given name.
+    pub fn company_users(&self, company_id: i64) -> Result<Vec<UserSummary>, Error> {
+        let context = format!("listing the users of company {company_id}");
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(
+                "SELECT id, email, given_name, family_name, role, active, last_login_us
+                 FROM users WHERE company_id = ?1
+                 ORDER BY family_name COLLATE NOCASE, given_name COLLATE NOCASE, id",
+            )
+            .map_err(sql_error(context.clone()))?;
+        let rows = statement
+            .query_map(params![company_id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, bool>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
+                ))
+            })
+            .map_err(sql_error(context.clone()))?;
+        let mut users = Vec::new();
+        for row in rows {
+            let (id, email, given_name, family_name, role, active, last_login_us) =
+                row.map_err(sql_error(context.clone()))?;
+            let role = UserRole::parse(&role).ok_or_else(|| Error::Registry {
+                context: format!("user {email:?} has an unknown role {role:?}"),
+                source: rusqlite::Error::InvalidQuery,
+            })?;
+            users.push(UserSummary {
+                id,
+                email,
+                given_name,
+                family_name,
+                role,
+                active,
+                last_login_us,
+            });
+        }
+        Ok(users)
+    }
+
+    /// Deactivates or reactivates a member of `company_id` (one transaction, audited by
+    /// `by_user`). Deactivation ends the user's sessions; the company's last active
+    /// administrator cannot be deactivated.
+    pub fn set_user_active(
+        &self,
+        company_id: i64,
+        user_id: i64,
+        active: bool,
+        by_user: i64,
+        now_us: i64,
+    ) -> Result<(), Error> {
+        self.transaction("changing whether a user is active", |tx| {
+            let member: Option<(String, String, bool)> = tx
+                .query_row(
+                    "SELECT email, role, active FROM users WHERE id = ?1 AND company_id = ?2",
+                    params![user_id, company_id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(sql_error("finding the user"))?;
+            let Some((email, role, was_active)) = member else {
+                return Err(Error::NotInCompany {
+                    user_id,
+                    company_id,
+                });
+            };
+            if was_active == active {
+                return Ok(());
+            }
+            if !active && role == UserRole::InstallerAdmin.as_str() {
+                let other_admins: i64 = tx
+                    .query_row(
+                        "SELECT count(*) FROM users
+                         WHERE company_id = ?1 AND role = 'installer_admin' AND active = 1 AND id <> ?2",
+                        params![company_id, user_id],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql_error("counting administrators"))?;
+                if other_admins == 0 {
+                    return Err(Error::LastAdmin { email });
+                }
+            }
+            tx.execute(
+                "UPDATE users SET active = ?1 WHERE id = ?2",
+                params![active, user_id],
+            )
+            .map_err(sql_error("changing whether a user is active"))?;
+            if !active {
+                tx.execute(
+                    "DELETE FROM portal_sessions WHERE user_id = ?1",
+                    params![user_id],
+                )
+                .map_err(sql_error("ending the user's sessions"))?;
+            }
+            tx.execute(
+                "INSERT INTO audit_log (at_us, user_id, action, target_kind, target_id, details)
+                 VALUES (?1, ?2, ?3, 'user', ?4, ?5)",
+                params![
+                    now_us,
+                    by_user,
+                    if active { "user_reactivated" } else { "user_deactivated" },
+                    user_id,
+                    email
+                ],
+            )
+            .map_err(sql_error("auditing the change"))?;
+            Ok(())
+        })
+    }
+}

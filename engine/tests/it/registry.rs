@@ -390,3 +390,75 @@ fn sessions_end_at_sign_out_expiry_and_deactivation() {
         Some("c")
     );
 }
+
+#[test]
+fn the_last_active_administrator_stays_and_changes_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path().join("r.sqlite3")).unwrap();
+    let (company_id, other_company) = registry
+        .transaction("companies", |tx| {
+            Ok((
+                insert_company(tx, &company())?,
+                insert_company(tx, &company())?,
+            ))
+        })
+        .unwrap();
+    let member = |email: &str, role: &'static str, company_id: i64| NewUser {
+        email: email.into(),
+        given_name: "A".into(),
+        family_name: "B".into(),
+        phone: String::new(),
+        language: "en".into(),
+        role,
+        company_id: Some(company_id),
+        owner_id: None,
+        password_hash: None,
+        created_us: 0,
+    };
+    let (admin, second_admin, installer, stranger) = registry
+        .transaction("users", |tx| {
+            Ok((
+                insert_user(tx, &member("a1@x.example", "installer_admin", company_id))?,
+                insert_user(tx, &member("a2@x.example", "installer_admin", company_id))?,
+                insert_user(tx, &member("i@x.example", "installer_user", company_id))?,
+                insert_user(tx, &member("s@y.example", "installer_user", other_company))?,
+            ))
+        })
+        .unwrap();
+    let session = registry.create_session(installer, 0, 1_000_000).unwrap();
+    registry
+        .set_user_active(company_id, installer, false, admin, 10)
+        .unwrap();
+    assert_eq!(registry.session_user(&session.token, 20).unwrap(), None);
+    assert!(matches!(
+        registry.set_user_active(company_id, stranger, false, admin, 11),
+        Err(Error::NotInCompany { .. })
+    ));
+    registry
+        .set_user_active(company_id, second_admin, false, admin, 12)
+        .unwrap();
+    let refused = registry.set_user_active(company_id, admin, false, admin, 13);
+    assert!(
+        matches!(refused, Err(Error::LastAdmin { .. })),
+        "{refused:?}"
+    );
+    registry
+        .set_user_active(company_id, installer, true, admin, 14)
+        .unwrap();
+    let users = registry.company_users(company_id).unwrap();
+    assert_eq!(users.len(), 3);
+    assert_eq!(users.iter().filter(|u| u.active).count(), 2, "{users:?}");
+    let log = registry.company_audit_log(company_id, 10).unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["user_reactivated", "user_deactivated", "user_deactivated"]
+    );
+    assert_eq!(log[0].target_id, Some(installer));
+    assert!(
+        registry
+            .company_audit_log(other_company, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
