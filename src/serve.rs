@@ -1,7 +1,8 @@
-//! `sunfleet serve`: the engine on a data folder, the QUIC ingest in front of it, the
-//! SQL endpoints (Postgres wire, Arrow Flight SQL) and the fleet checks on a schedule, until Ctrl-C or SIGTERM; then an ordered shutdown (ingest
-//! first, so every acknowledged batch is known; then checks and maintenance stop; then the
-//! write buffer is persisted).
+//! `sunfleet serve`: the engine on a data folder, the QUIC ingest in front of it, the fleet
+//! checks, the SQL endpoints (Postgres wire, Arrow Flight SQL) and the portal, until Ctrl-C
+//! or SIGTERM; then an ordered shutdown: the demo's simulated gateways (in `sunfleet demo`),
+//! the portal and SQL endpoints, then ingest (so every acknowledged batch is known), then
+//! checks and maintenance; last, the write buffer is persisted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Server, free_udp_port, interrupt, stderr, stdout, sunfleet};
+use crate::{Server, free_tcp_port, free_udp_port, interrupt, stderr, stdout, sunfleet};
 
 #[test]
 fn serve_takes_the_simulated_fleet_over_quic_and_shuts_down_cleanly() {
@@ -21,6 +21,12 @@ fn serve_takes_the_simulated_fleet_over_quic_and_shuts_down_cleanly() {
                 data_arg,
                 "--quic",
                 &addr,
+                "--postgres",
+                &format!("127.0.0.1:{}", free_tcp_port()),
+                "--flight",
+                &format!("127.0.0.1:{}", free_tcp_port()),
+                "--portal",
+                &format!("127.0.0.1:{}", free_tcp_port()),
                 "--seed-systems",
                 "6",
                 "--seed",

@@ -22,6 +22,7 @@ const PASSWORD: &str = "a long analyst password";
 fn start_server(data: &Path, quic: &str, (postgres, flight): (u16, u16), extra: &[&str]) -> Server {
     let postgres_addr = format!("127.0.0.1:{postgres}");
     let flight_addr = format!("127.0.0.1:{flight}");
+    let portal_addr = format!("127.0.0.1:{}", crate::free_tcp_port());
     let mut args = vec![
         "serve",
         "--data",
@@ -32,6 +33,8 @@ fn start_server(data: &Path, quic: &str, (postgres, flight): (u16, u16), extra: 
         &postgres_addr,
         "--flight",
         &flight_addr,
+        "--portal",
+        &portal_addr,
         "--seed-systems",
         "12",
         "--seed",

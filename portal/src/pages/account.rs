@@ -15,6 +15,7 @@ use sunfleet_engine::registry::MIN_PASSWORD_CHARS;
 use sunfleet_query::Scope;
 
 use super::{Chrome, render, role_label};
+use crate::access::{Need, authorize};
 use crate::server::AppState;
 use crate::session::{SESSION_COOKIE, add_cookie, blocking, set_cookie};
 use crate::{PortalError, Principal};
@@ -26,6 +27,7 @@ struct AccountPage {
     email: String,
     role: &'static str,
     company: String,
+    sees_users: bool,
     min_chars: usize,
     changed: bool,
     /// Field → message.
@@ -71,6 +73,7 @@ async fn account_page(
             email: principal.user.email.clone(),
             role: role_label(principal.role()),
             company,
+            sees_users: authorize(principal, Need::CompanyUsers).is_ok(),
             min_chars: MIN_PASSWORD_CHARS,
             changed,
             errors,
