@@ -30,6 +30,7 @@ pub struct SystemLine {
     pub open_events: usize,
     pub energy_today_wh: Option<f64>,
     pub energy_past_7_days_wh: Option<f64>,
+    pub energy_month_wh: Option<f64>,
     pub lifetime_estimate_pct: Option<f64>,
     pub last_report_us: Option<i64>,
 }
@@ -65,6 +66,8 @@ pub struct Scorecard {
     pub normal_pct: Option<f64>,
     pub energy_today_wh: f64,
     pub energy_past_7_days_wh: f64,
+    /// The site-local months so far, summed.
+    pub energy_month_wh: f64,
     /// Mean time from an alert's start to its end, over alerts ended in the past 90 days.
     pub mean_time_to_resolve_h: Option<f64>,
 }
@@ -185,6 +188,7 @@ pub async fn systems(query: &QueryEngine, scope: &Scope) -> Result<Vec<SystemLin
             open_events: open[i].unwrap_or(0).max(0) as usize,
             energy_today_wh: None,
             energy_past_7_days_wh: None,
+            energy_month_wh: None,
             lifetime_estimate_pct: None,
             last_report_us: None,
         });
@@ -209,6 +213,7 @@ pub async fn systems_with_figures(
         if let Some(f) = figures.get(&line.id) {
             line.energy_today_wh = Some(f.energy_today_wh);
             line.energy_past_7_days_wh = Some(f.energy_past_7_days_wh);
+            line.energy_month_wh = Some(f.energy_month_wh);
             line.lifetime_estimate_pct = f.lifetime_estimate_pct;
             line.last_report_us = f.last_report_us;
         }
@@ -315,6 +320,7 @@ pub async fn scorecard(
         normal_pct: (!monitored.is_empty()).then(|| normal as f64 / monitored.len() as f64 * 100.0),
         energy_today_wh: systems.iter().filter_map(|s| s.energy_today_wh).sum(),
         energy_past_7_days_wh: systems.iter().filter_map(|s| s.energy_past_7_days_wh).sum(),
+        energy_month_wh: systems.iter().filter_map(|s| s.energy_month_wh).sum(),
         mean_time_to_resolve_h: answer
             .f64s(0)
             .first()

@@ -19,6 +19,8 @@ pub struct SystemFigures {
     pub energy_today_wh: f64,
     /// The seven local days ending today.
     pub energy_past_7_days_wh: f64,
+    /// The site-local month so far, today included.
+    pub energy_month_wh: f64,
     /// Daily energy of those seven days, oldest first.
     pub daily_wh: Vec<(Date, f64)>,
     pub lifetime_energy_wh: f64,
@@ -79,8 +81,9 @@ impl QueryEngine {
         as_of_us: i64,
     ) -> Result<Vec<SystemFigures>, QueryError> {
         let zones = self.system_zones(scope).await?;
-        // Days read through `daily_energy` (fresh to the last reading): the past week, and
-        // back to the oldest day whose rollups may be stale (a late backfill).
+        // Days read through `daily_energy` (fresh to the last reading): the month so far
+        // (it holds the past week), and back to the oldest day whose rollups may be stale
+        // (a late backfill).
         let oldest_stale = zones
             .iter()
             .filter_map(|z| {
@@ -91,7 +94,7 @@ impl QueryEngine {
             })
             .min()
             .unwrap_or(i64::MAX);
-        let recent_from = (as_of_us - 8 * DAY_US).min(oldest_stale - DAY_US);
+        let recent_from = (as_of_us - 32 * DAY_US).min(oldest_stale - DAY_US);
         let daily = self.daily_energy(&zones, recent_from, as_of_us).await?;
         // Lifetime: rollups before the recent days, then the recent days as `daily` has them.
         let lifetime = self
@@ -217,6 +220,9 @@ impl QueryEngine {
                 system_id: system.id,
                 energy_today_wh: day_wh(today),
                 energy_past_7_days_wh: daily_wh.iter().map(|(_, wh)| wh).sum(),
+                energy_month_wh: days
+                    .map(|d| d.range(today.first_of_month()..).map(|(_, wh)| wh).sum())
+                    .unwrap_or(0.0),
                 daily_wh,
                 lifetime_energy_wh,
                 lifetime_estimate_pct,

@@ -44,6 +44,7 @@ struct DashboardPage {
     normal_pct: String,
     energy_today: String,
     energy_week: String,
+    energy_month: String,
     mttr: String,
 }
 
@@ -118,6 +119,7 @@ pub async fn page(
             .map_or_else(|| "–".to_owned(), |p| format!("{p:.0} %")),
         energy_today: energy(card.energy_today_wh),
         energy_week: energy(card.energy_past_7_days_wh),
+        energy_month: energy(card.energy_month_wh),
         mttr: card
             .mean_time_to_resolve_h
             .map_or_else(|| "–".to_owned(), |h| format!("{h:.1} h")),

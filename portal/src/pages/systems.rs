@@ -38,12 +38,13 @@ pub enum Column {
     Connection,
     EnergyToday,
     Energy7Days,
+    EnergyMonth,
     EstimatePct,
     LastReport,
 }
 
 impl Column {
-    pub const ALL: [Column; 15] = [
+    pub const ALL: [Column; 16] = [
         Column::Status,
         Column::Issues,
         Column::Installer,
@@ -57,6 +58,7 @@ impl Column {
         Column::Connection,
         Column::EnergyToday,
         Column::Energy7Days,
+        Column::EnergyMonth,
         Column::EstimatePct,
         Column::LastReport,
     ];
@@ -85,6 +87,7 @@ impl Column {
             Column::Connection => "connection",
             Column::EnergyToday => "energy_today",
             Column::Energy7Days => "energy_7d",
+            Column::EnergyMonth => "energy_month",
             Column::EstimatePct => "estimate_pct",
             Column::LastReport => "last_report",
         }
@@ -105,6 +108,7 @@ impl Column {
             Column::Connection => "Connection",
             Column::EnergyToday => "Energy today",
             Column::Energy7Days => "Past 7 days",
+            Column::EnergyMonth => "This month",
             Column::EstimatePct => "% of estimate (lifetime)",
             Column::LastReport => "Last report",
         }
@@ -129,6 +133,7 @@ impl Column {
             Column::Connection => s.internet_connection.clone(),
             Column::EnergyToday => s.energy_today_wh.map(energy).unwrap_or_default(),
             Column::Energy7Days => s.energy_past_7_days_wh.map(energy).unwrap_or_default(),
+            Column::EnergyMonth => s.energy_month_wh.map(energy).unwrap_or_default(),
             Column::EstimatePct => s
                 .lifetime_estimate_pct
                 .map(|p| format!("{p:.0} %"))
@@ -143,6 +148,7 @@ impl Column {
         match self {
             Column::EnergyToday => number(s.energy_today_wh),
             Column::Energy7Days => number(s.energy_past_7_days_wh),
+            Column::EnergyMonth => number(s.energy_month_wh),
             Column::EstimatePct => number(s.lifetime_estimate_pct),
             Column::LastReport => s
                 .last_report_us
@@ -159,6 +165,7 @@ impl Column {
         match self {
             Column::EnergyToday => "energy_today_wh",
             Column::Energy7Days => "energy_past_7_days_wh",
+            Column::EnergyMonth => "energy_month_wh",
             Column::EstimatePct => "lifetime_estimate_pct",
             Column::LastReport => "last_report_utc",
             other => other.key(),
@@ -174,6 +181,7 @@ impl Column {
             Column::Issues => a.open_events.cmp(&b.open_events),
             Column::EnergyToday => numbers(a.energy_today_wh, b.energy_today_wh),
             Column::Energy7Days => numbers(a.energy_past_7_days_wh, b.energy_past_7_days_wh),
+            Column::EnergyMonth => numbers(a.energy_month_wh, b.energy_month_wh),
             Column::EstimatePct => numbers(a.lifetime_estimate_pct, b.lifetime_estimate_pct),
             Column::LastReport => a.last_report_us.cmp(&b.last_report_us),
             other => other

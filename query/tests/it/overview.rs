@@ -64,9 +64,12 @@ async fn figures_match(layout: Layout) {
             if as_of == first_day().add_days(24).start_micros() {
                 assert_eq!(f.energy_past_7_days_wh, 0.0);
                 assert_eq!(f.energy_today_wh, 0.0);
+                // Late April: the window was in March.
+                assert_eq!(f.energy_month_wh, 0.0);
             } else {
-                // The week holds the whole window.
+                // The week and the month (March) hold the whole window.
                 assert!((f.energy_past_7_days_wh - wh).abs() < 1e-6);
+                assert!((f.energy_month_wh - wh).abs() < 1e-6, "{f:?}");
             }
             assert!(f.lifetime_estimate_pct.is_some_and(|p| p > 0.0), "{f:?}");
         }
