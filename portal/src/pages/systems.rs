@@ -202,6 +202,19 @@ async fn chosen_columns(state: &AppState, user_id: i64) -> Result<Vec<Column>, P
     })
 }
 
+/// What the list and its CSV start from: the user's columns and every visible system with
+/// its figures.
+async fn columns_and_systems(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<(Vec<Column>, Vec<SystemLine>), PortalError> {
+    authorize(principal, Need::FleetPages)?;
+    let now = sunfleet_engine::time::now_micros();
+    let columns = chosen_columns(state, principal.user.id).await?;
+    let systems = fleet::systems_with_figures(state.query(), &principal.scope, now).await?;
+    Ok((columns, systems))
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub struct ListQuery {
     q: Option<String>,
@@ -289,10 +302,7 @@ pub async fn page(
     principal: Principal,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, PortalError> {
-    authorize(&principal, Need::FleetPages)?;
-    let now = sunfleet_engine::time::now_micros();
-    let columns = chosen_columns(&state, principal.user.id).await?;
-    let all = fleet::systems_with_figures(state.query(), &principal.scope, now).await?;
+    let (columns, all) = columns_and_systems(&state, &principal).await?;
     let fleet_today: f64 = all.iter().filter_map(|s| s.energy_today_wh).sum();
     let (systems, sort, descending) = select(all, &query);
     let search = query.q.clone().unwrap_or_default();
@@ -381,10 +391,7 @@ pub async fn csv(
     principal: Principal,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, PortalError> {
-    authorize(&principal, Need::FleetPages)?;
-    let now = sunfleet_engine::time::now_micros();
-    let columns = chosen_columns(&state, principal.user.id).await?;
-    let all = fleet::systems_with_figures(state.query(), &principal.scope, now).await?;
+    let (columns, all) = columns_and_systems(&state, &principal).await?;
     let (systems, _, _) = select(all, &query);
     let mut out = csv::Writer::from_writer(Vec::new());
     let csv_error = |e: csv::Error| PortalError::Internal {
