@@ -72,12 +72,17 @@ pub struct Scorecard {
     pub mean_time_to_resolve_h: Option<f64>,
 }
 
-/// A system the Alerts tab lists: monitored and not normal.
-pub fn in_alert(s: &SystemLine) -> bool {
+/// A system the checks judge: not deactivated, retired or unmonitored by hand.
+pub fn monitored(s: &SystemLine) -> bool {
     !matches!(
         s.status.as_str(),
-        "normal" | "deactivated" | "retired" | "not_monitored"
+        "deactivated" | "retired" | "not_monitored"
     )
+}
+
+/// A system the Alerts tab lists: monitored and not normal.
+pub fn in_alert(s: &SystemLine) -> bool {
+    monitored(s) && s.status != "normal"
 }
 
 /// A system the Activations tab lists: not through the four stages yet.
@@ -295,16 +300,8 @@ pub async fn scorecard(
     systems: &[SystemLine],
     now_us: i64,
 ) -> Result<Scorecard, PortalError> {
-    let monitored: Vec<&SystemLine> = systems
-        .iter()
-        .filter(|s| {
-            !matches!(
-                s.status.as_str(),
-                "deactivated" | "retired" | "not_monitored"
-            )
-        })
-        .collect();
-    let normal = monitored.iter().filter(|s| s.status == "normal").count();
+    let judged: Vec<&SystemLine> = systems.iter().filter(|s| monitored(s)).collect();
+    let normal = judged.iter().filter(|s| s.status == "normal").count();
     let since = now_us - 90 * 86_400_000_000;
     let answer = query
         .sql(
@@ -317,7 +314,7 @@ pub async fn scorecard(
         .await?;
     Ok(Scorecard {
         systems: systems.len(),
-        normal_pct: (!monitored.is_empty()).then(|| normal as f64 / monitored.len() as f64 * 100.0),
+        normal_pct: (!judged.is_empty()).then(|| normal as f64 / judged.len() as f64 * 100.0),
         energy_today_wh: systems.iter().filter_map(|s| s.energy_today_wh).sum(),
         energy_past_7_days_wh: systems.iter().filter_map(|s| s.energy_past_7_days_wh).sum(),
         energy_month_wh: systems.iter().filter_map(|s| s.energy_month_wh).sum(),

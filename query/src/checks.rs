@@ -854,12 +854,16 @@ impl LatestData {
     /// Takes newer times from what arrived.
     fn merge(&mut self, arrived: &HashMap<DeviceId, DeviceLatest>) {
         for (device, latest) in arrived {
-            let (system, time) = (latest.system.0, latest.time_us);
-            let newest = self.of_device.entry((system, device.0)).or_insert(time);
-            *newest = (*newest).max(time);
-            let newest = self.of_system.entry(system).or_insert(time);
-            *newest = (*newest).max(time);
+            self.note(latest.system.0, device.0, latest.time_us);
         }
+    }
+
+    /// A device's data at `time`: the newer time wins, for the device and its system.
+    fn note(&mut self, system: u32, device: u32, time: i64) {
+        let newest = self.of_device.entry((system, device)).or_insert(time);
+        *newest = (*newest).max(time);
+        let newest = self.of_system.entry(system).or_insert(time);
+        *newest = (*newest).max(time);
     }
 }
 
@@ -874,9 +878,7 @@ impl From<&SqlAnswer> for LatestData {
             if let (Some(Ok(system)), Some(Ok(device)), Some(time)) =
                 (system.map(u32::try_from), device.map(u32::try_from), time)
             {
-                data.of_device.insert((system, device), time);
-                let newest = data.of_system.entry(system).or_insert(time);
-                *newest = (*newest).max(time);
+                data.note(system, device, time);
             }
         }
         data

@@ -7,6 +7,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use rusqlite::{OptionalExtension, params};
 use std::sync::OnceLock;
 
+use super::audit::insert_audit;
 use super::{Registry, sql_error};
 use crate::Error;
 
@@ -358,18 +359,19 @@ impl Registry {
                 )
                 .map_err(sql_error("ending the user's sessions"))?;
             }
-            tx.execute(
-                "INSERT INTO audit_log (at_us, user_id, action, target_kind, target_id, details)
-                 VALUES (?1, ?2, ?3, 'user', ?4, ?5)",
-                params![
-                    now_us,
-                    by_user,
-                    if active { "user_reactivated" } else { "user_deactivated" },
-                    user_id,
-                    email
-                ],
-            )
-            .map_err(sql_error("auditing the change"))?;
+            insert_audit(
+                tx,
+                Some(by_user),
+                if active {
+                    "user_reactivated"
+                } else {
+                    "user_deactivated"
+                },
+                "user",
+                Some(user_id),
+                &email,
+                now_us,
+            )?;
             Ok(())
         })
     }
