@@ -16,8 +16,10 @@ use sunfleet_ingest::tls::FleetCa;
 
 use crate::data::DEFAULT_DATA_DIR;
 use crate::simulator::{Progress, Simulator, SimulatorConfig, demo_fleet};
+use sunfleet_engine::ids::Serial;
 use sunfleet_engine::time::CivilDate;
 use sunfleet_fixtures::faults::{Fault, ground_truth};
+use sunfleet_fixtures::world::devices::NEW_SITE_MAX_MICROS;
 use sunfleet_fixtures::{Fleet, FleetConfig, dry_run};
 
 #[derive(Debug, Args)]
@@ -61,6 +63,20 @@ pub struct SimulateArgs {
     /// Print the ground truth: which systems carry which injected faults (with --dry-run).
     #[arg(long)]
     list_faults: bool,
+    /// Play only the gateway with this serial, of a site entered in the portal's
+    /// activation form (instead of the demo fleet): its microinverters report as new
+    /// devices.
+    #[arg(long, value_name = "GATEWAY_SERIAL")]
+    site: Option<String>,
+    /// Microinverters of the `--site` (1 to 64).
+    #[arg(long, default_value_t = 12, requires = "site")]
+    micros: u32,
+    /// Latitude of the `--site` (where its sun is).
+    #[arg(long, default_value_t = 48.85, requires = "site")]
+    latitude: f64,
+    /// Longitude of the `--site`.
+    #[arg(long, default_value_t = 2.35, requires = "site")]
+    longitude: f64,
 }
 
 /// The generator's limit on fleet size (serial number blocks).
@@ -225,11 +241,29 @@ fn live(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             tls_dir.display()
         )
     })?;
-    let mut config = SimulatorConfig::new(
-        Arc::new(demo_fleet(args.seed, args.systems)),
-        args.addr,
-        Arc::new(ca),
-    );
+    let fleet = Arc::new(demo_fleet(args.seed, args.systems));
+    let site = match &args.site {
+        Some(serial) => {
+            let serial: Serial = serial
+                .parse()
+                .with_context(|| format!("--site {serial:?}"))?;
+            anyhow::ensure!(
+                (1..=NEW_SITE_MAX_MICROS).contains(&args.micros),
+                "--micros must be between 1 and {NEW_SITE_MAX_MICROS}, got {}",
+                args.micros
+            );
+            anyhow::ensure!(
+                (-90.0..=90.0).contains(&args.latitude)
+                    && (-180.0..=180.0).contains(&args.longitude),
+                "--latitude must be within ±90 and --longitude within ±180"
+            );
+            Some(fleet.new_site(serial, args.micros, args.latitude, args.longitude))
+        }
+        None => None,
+    };
+    let gateways = if site.is_some() { 1 } else { args.systems };
+    let mut config = SimulatorConfig::new(fleet, args.addr, Arc::new(ca));
+    config.sites = site.map(|spec| vec![spec]);
     config.speed = args.speed;
     if let Some(at) = &args.at {
         config.start_us = parse_at(at)?;
@@ -243,8 +277,8 @@ fn live(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let totals = runtime.block_on(async move {
         let simulator = Simulator::start(config).await?;
         eprintln!(
-            "simulating {} gateways against {} at {}× real time",
-            args.systems, args.addr, args.speed
+            "simulating {gateways} gateway(s) against {} at {}× real time",
+            args.addr, args.speed
         );
         let began = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval(every);

@@ -46,6 +46,8 @@ pub fn demo_fleet(seed: u64, systems: u32) -> Fleet {
 #[derive(Clone)]
 pub struct SimulatorConfig {
     pub fleet: Arc<Fleet>,
+    /// The systems whose gateways run; `None`: every system of `fleet`.
+    pub sites: Option<Vec<SystemSpec>>,
     pub server: SocketAddr,
     /// The name the server certificate carries.
     pub server_name: String,
@@ -67,6 +69,7 @@ impl SimulatorConfig {
     pub fn new(fleet: Arc<Fleet>, server: SocketAddr, ca: Arc<FleetCa>) -> Self {
         Self {
             fleet,
+            sites: None,
             server,
             server_name: "localhost".into(),
             ca,
@@ -190,7 +193,11 @@ impl Simulator {
         let handshakes = Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
         let mut gateways = Vec::new();
         let mut controls = HashMap::new();
-        for spec in config.fleet.systems() {
+        let sites: Box<dyn Iterator<Item = SystemSpec>> = match &config.sites {
+            Some(sites) => Box::new(sites.iter().cloned()),
+            None => Box::new(config.fleet.systems()),
+        };
+        for spec in sites {
             let serial = spec.gateway.serial;
             let (control_tx, control_rx) = mpsc::channel(16);
             controls.insert(serial, control_tx);

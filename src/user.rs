@@ -22,15 +22,17 @@ pub struct UserArgs {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Add a company member (installer_admin, installer_user, subcontractor or analyst).
+    /// Add a company member (installer_admin, installer_user, subcontractor or analyst) or
+    /// a platform administrator (platform_admin: every company's systems, no company).
     Add {
         #[arg(long)]
         email: String,
         #[arg(long)]
         role: String,
-        /// The company's id (`sunfleet sql "SELECT id, name FROM companies"`).
+        /// The company's id (`sunfleet sql "SELECT id, name FROM companies"`); not for
+        /// platform_admin.
         #[arg(long)]
-        company: i64,
+        company: Option<i64>,
         #[arg(long, default_value = "")]
         given_name: String,
         #[arg(long, default_value = "")]
@@ -69,14 +71,23 @@ pub fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
                 }
                 Some(role) => role,
                 None => bail!(
-                    "unknown role {role:?}: installer_admin, installer_user, subcontractor or analyst"
+                    "unknown role {role:?}: installer_admin, installer_user, subcontractor, analyst or platform_admin"
                 ),
             };
             if !email.contains('@') {
                 bail!("{email:?} is not an e-mail address");
             }
-            if registry.company_name(company)?.is_none() {
-                bail!("no company has the id {company}");
+            match (role, company) {
+                (UserRole::PlatformAdmin, Some(_)) => {
+                    bail!("a platform administrator belongs to no company: leave out --company")
+                }
+                (UserRole::PlatformAdmin, None) => {}
+                (_, None) => bail!("--company is required for a {}", role.as_str()),
+                (_, Some(company)) => {
+                    if registry.company_name(company)?.is_none() {
+                        bail!("no company has the id {company}");
+                    }
+                }
             }
             let id = registry.transaction("adding a user", |tx| {
                 insert_user(
@@ -88,15 +99,18 @@ pub fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
                         phone: String::new(),
                         language,
                         role: role.as_str(),
-                        company_id: Some(company),
+                        company_id: company,
                         owner_id: None,
                         password_hash: None,
                         created_us: sunfleet_engine::time::now_micros(),
                     },
                 )
             })?;
+            let company = company
+                .map(|c| format!(" in company {c}"))
+                .unwrap_or_default();
             println!(
-                "user {id} added: {email} ({}) in company {company}; set a password with `sunfleet user password --email {email}`",
+                "user {id} added: {email} ({}){company}; set a password with `sunfleet user password --email {email}`",
                 role.as_str()
             );
         }

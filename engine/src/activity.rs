@@ -3,7 +3,7 @@
 //! each round ([`crate::store::Store::take_changes`]) to re-judge only what new data can
 //! change, instead of scanning the fleet's recent readings every time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::directory::{DeviceRef, UNKNOWN_DEVICE};
 use crate::ids::{DeviceId, Serial, SystemId};
@@ -27,8 +27,25 @@ pub struct SystemChange {
     pub device_events: bool,
 }
 
+/// Devices a gateway reported that the directory does not know yet: a new site's
+/// microinverters, or a unit added since. Activation registers them under the gateway's
+/// system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnregisteredDevices {
+    pub micros: BTreeSet<Serial>,
+    pub meters: BTreeSet<Serial>,
+    pub batteries: BTreeSet<Serial>,
+}
+
+impl UnregisteredDevices {
+    pub fn is_empty(&self) -> bool {
+        self.micros.is_empty() && self.meters.is_empty() && self.batteries.is_empty()
+    }
+}
+
 /// What rows applied to the write buffer brought, since the store last handed it over.
-/// Serials the directory does not know are left out (they belong to no system).
+/// Serials the directory does not know belong to no system: they are listed under the
+/// gateway that sent them, in `unregistered`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     /// Newest microinverter reading time per device.
@@ -36,6 +53,8 @@ pub struct Changes {
     pub meters: HashMap<DeviceId, DeviceLatest>,
     pub batteries: HashMap<DeviceId, DeviceLatest>,
     pub systems: HashMap<SystemId, SystemChange>,
+    /// Gateway serial → the unknown devices it reported.
+    pub unregistered: BTreeMap<Serial, UnregisteredDevices>,
 }
 
 #[derive(Clone, Copy)]
@@ -48,7 +67,7 @@ enum Kind {
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.systems.is_empty()
+        self.systems.is_empty() && self.unregistered.is_empty()
     }
 
     /// Notes one batch; `devices` resolves serials as the write buffer did.
@@ -64,26 +83,54 @@ impl Changes {
             }
         };
         let micro = &batch.micro;
+        let gateway = batch.gateway;
         for (serial, time_us) in micro.serial.iter().zip(&micro.time_us) {
             let device = resolve(*serial);
-            self.note(Kind::Micro, device, *time_us);
+            self.note(gateway, Kind::Micro, *serial, device, *time_us);
         }
         for reading in &batch.meters {
             let device = resolve(reading.serial);
-            self.note(Kind::Meter, device, reading.time_us);
+            self.note(
+                gateway,
+                Kind::Meter,
+                reading.serial,
+                device,
+                reading.time_us,
+            );
         }
         for reading in &batch.batteries {
             let device = resolve(reading.serial);
-            self.note(Kind::Battery, device, reading.time_us);
+            self.note(
+                gateway,
+                Kind::Battery,
+                reading.serial,
+                device,
+                reading.time_us,
+            );
         }
         for event in &batch.events {
             let device = resolve(event.serial);
-            self.note(Kind::Event, device, event.time_us);
+            self.note(gateway, Kind::Event, event.serial, device, event.time_us);
         }
     }
 
-    fn note(&mut self, kind: Kind, device: DeviceRef, time_us: i64) {
+    fn note(
+        &mut self,
+        gateway: Serial,
+        kind: Kind,
+        serial: Serial,
+        device: DeviceRef,
+        time_us: i64,
+    ) {
         if device == UNKNOWN_DEVICE {
+            let unregistered = self.unregistered.entry(gateway).or_default();
+            match kind {
+                Kind::Micro => unregistered.micros.insert(serial),
+                Kind::Meter => unregistered.meters.insert(serial),
+                Kind::Battery => unregistered.batteries.insert(serial),
+                // An event names a device that also reports readings.
+                Kind::Event => false,
+            };
             return;
         }
         let latest = match kind {
@@ -182,5 +229,12 @@ mod tests {
         assert_eq!(system.earliest_us, 80);
         assert!(system.readings && system.device_events && !system.meter_readings);
         assert_eq!(changes.systems.len(), 1);
+        let unregistered = &changes.unregistered[&serial(1)];
+        assert_eq!(
+            unregistered.micros.iter().copied().collect::<Vec<_>>(),
+            vec![serial(99)],
+            "the unknown serial is listed under the gateway that sent it"
+        );
+        assert!(unregistered.meters.is_empty() && unregistered.batteries.is_empty());
     }
 }

@@ -73,6 +73,19 @@ pub enum Error {
         version: usize,
         known: usize,
     },
+    #[error("registry {path}: migration {migration} failed: {reason}")]
+    RegistryMigration {
+        path: std::path::PathBuf,
+        migration: &'static str,
+        reason: String,
+    },
+    #[error("serial {serial} is already registered (device {device_id})")]
+    SerialTaken {
+        serial: crate::ids::Serial,
+        device_id: i64,
+    },
+    #[error("no system {system_id}")]
+    UnknownSystem { system_id: i64 },
     #[error("passwords need at least {min_chars} characters")]
     WeakPassword { min_chars: usize },
     #[error("no user has the e-mail {email:?}")]

@@ -333,6 +333,11 @@ impl Store {
         &self.config
     }
 
+    /// The serial → device map the write path resolves with; the registry adds to it.
+    pub fn directory(&self) -> &DeviceDirectory {
+        &self.devices
+    }
+
     pub fn storage(&self) -> &ObjectStorage {
         &self.storage
     }

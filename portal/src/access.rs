@@ -20,6 +20,8 @@ pub enum Need {
     CompanyUsers,
     /// Changing company users and subcontractors; the audit log (company administrators).
     CompanyAdmin,
+    /// Creating systems and editing their activation (an installer company's members).
+    ActivateSystems,
 }
 
 /// `Ok` when `principal` may have `need`; otherwise why not.
@@ -36,12 +38,16 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
                 | UserRole::InstallerUser
                 | UserRole::Subcontractor
                 | UserRole::Analyst
+                | UserRole::PlatformAdmin
         ),
         Need::CompanyUsers => matches!(
             role,
             UserRole::InstallerAdmin | UserRole::InstallerUser | UserRole::Subcontractor
         ),
         Need::CompanyAdmin => role == UserRole::InstallerAdmin,
+        Need::ActivateSystems => {
+            matches!(role, UserRole::InstallerAdmin | UserRole::InstallerUser)
+        }
     };
     if allowed {
         return Ok(());
@@ -62,6 +68,9 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         },
         Need::CompanyAdmin => PortalError::Forbidden {
             reason: "only company administrators may do this".to_owned(),
+        },
+        Need::ActivateSystems => PortalError::Forbidden {
+            reason: "only installers add systems and edit activations".to_owned(),
         },
     })
 }

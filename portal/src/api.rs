@@ -4,7 +4,7 @@
 //! token in `X-CSRF-Token`. Errors are `{"error": "..."}` with the status code.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -14,9 +14,11 @@ use sunfleet_query::output::ResultFormat;
 
 use crate::access::{Need, authorize};
 use crate::fleet;
+use crate::pages::activations;
 use crate::server::AppState;
 use crate::session::CSRF_HEADER;
 use crate::{PortalError, Principal};
+use sunfleet_engine::registry::ACTIVATION_STEPS;
 
 /// The OpenAPI description of this API, served at `/api/openapi.json`.
 const OPENAPI: &str = include_str!("../assets/openapi.json");
@@ -119,6 +121,92 @@ pub async fn dashboard(
         "activations": activations,
         "service_requests": services,
         "scorecard": scorecard,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ActivationsQuery {
+    stage: Option<String>,
+}
+
+/// Activating systems (`?stage=started|connecting|verifying|ready|all`; default: not
+/// Ready) with their checklist's completion.
+pub async fn activations(
+    State(state): State<AppState>,
+    ApiPrincipal(principal): ApiPrincipal,
+    Query(query): Query<ActivationsQuery>,
+) -> ApiResult {
+    authorize(&principal, Need::FleetPages)?;
+    let stage = query.stage.as_deref().filter(|s| !s.is_empty());
+    if let Some(stage) = stage
+        && stage != "all"
+        && !fleet::STAGES.iter().any(|(code, _)| *code == stage)
+    {
+        return Err(PortalError::BadRequest {
+            message: format!(
+                "unknown stage {stage:?}: started, connecting, verifying, ready or all"
+            ),
+        }
+        .into());
+    }
+    let (rows, _) = activations::activation_rows(&state, &principal, stage).await?;
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "system_id": r.id,
+                "name": r.name,
+                "stage": r.stage_code,
+                "percent_complete": r.percent,
+                "city": r.city,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "activations": rows })).into_response())
+}
+
+/// One system's activation: its form as saved, checklist steps with their times.
+pub async fn activation(
+    State(state): State<AppState>,
+    ApiPrincipal(principal): ApiPrincipal,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    let a = activations::load(&state, &principal, id).await?;
+    let f = &a.form;
+    let steps: Vec<_> = ACTIVATION_STEPS
+        .iter()
+        .map(|(step, stage)| {
+            json!({ "step": step, "stage": stage, "completed_us": a.steps.get(*step) })
+        })
+        .collect();
+    Ok(Json(json!({
+        "system_id": a.system_id,
+        "stage": a.stage,
+        "percent_complete": activations::percent_complete(a.steps.len()),
+        "steps": steps,
+        "name": f.name,
+        "kind": f.kind,
+        "installer_reference": f.installer_reference,
+        "third_party_owned": f.third_party_owned,
+        "owner": f.owner.as_ref().map(|o| json!({
+            "given_name": o.given_name, "family_name": o.family_name,
+            "email": o.email, "phone": o.phone,
+        })),
+        "street_address": f.street_address,
+        "city": f.city,
+        "region": f.region,
+        "postal_code": f.postal_code,
+        "country": f.country,
+        "latitude": f.latitude,
+        "longitude": f.longitude,
+        "time_zone": f.time_zone,
+        "gateway_serials": f.gateway_serials.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "expected_microinverters": f.expected_microinverters,
+        "microinverters": a.microinverters,
+        "operational_date": f.operational_date.map(|d| d.to_string()),
+        "annual_degradation_pct": f.annual_degradation_pct,
+        "monthly_estimate_kwh": f.monthly_estimate_kwh,
     }))
     .into_response())
 }

@@ -3,6 +3,7 @@
 //! from `portal/templates/` on the shared layout.
 
 pub mod account;
+pub mod activations;
 pub mod alerts;
 pub mod dashboard;
 pub mod help;
@@ -72,6 +73,7 @@ pub fn role_label(role: UserRole) -> &'static str {
         UserRole::Subcontractor => "Subcontractor",
         UserRole::Owner => "System owner",
         UserRole::Analyst => "Analyst",
+        UserRole::PlatformAdmin => "Platform administrator",
     }
 }
 

@@ -151,6 +151,15 @@ pub fn router(state: AppState) -> Router {
         .route("/systems", get(pages::systems::page))
         .route("/systems.csv", get(pages::systems::csv))
         .route("/systems/columns", post(pages::systems::save_columns))
+        .route(
+            "/activations",
+            get(pages::activations::list).post(pages::activations::create),
+        )
+        .route("/activations/new", get(pages::activations::new_form))
+        .route(
+            "/activations/{id}",
+            get(pages::activations::details).post(pages::activations::update),
+        )
         .route("/help", get(pages::help::page))
         .route("/account", get(pages::account::page))
         .route("/account/password", post(pages::account::change_password))
@@ -163,6 +172,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/systems", get(api::systems))
         .route("/api/alerts", get(api::alerts))
         .route("/api/dashboard", get(api::dashboard))
+        .route("/api/activations", get(api::activations))
+        .route("/api/activations/{id}", get(api::activation))
         .route("/api/sql", post(api::sql))
         .route("/api/openapi.json", get(api::openapi))
         .fallback(not_found)

@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use sunfleet_engine::activity::{Changes, DeviceLatest};
-use sunfleet_engine::ids::{DeviceId, SystemId};
+use sunfleet_engine::activity::{Changes, DeviceLatest, UnregisteredDevices};
+use sunfleet_engine::ids::{DeviceId, Serial, SystemId};
 use sunfleet_engine::registry::{ConditionChanges, FoundCondition, Registry};
 use sunfleet_engine::telemetry::EventKind;
 
@@ -254,6 +254,8 @@ pub struct Rejudged {
 pub struct FleetChecker {
     settings: CheckSettings,
     memory: Option<Memory>,
+    /// Devices gateways reported that the registry does not know, for activation.
+    unregistered: BTreeMap<Serial, UnregisteredDevices>,
 }
 
 impl FleetChecker {
@@ -261,7 +263,13 @@ impl FleetChecker {
         Self {
             settings,
             memory: None,
+            unregistered: BTreeMap::new(),
         }
+    }
+
+    /// The unknown devices gateways reported since the previous call.
+    pub fn take_unregistered(&mut self) -> BTreeMap<Serial, UnregisteredDevices> {
+        std::mem::take(&mut self.unregistered)
     }
 
     /// One round at `as_of_us` (rounds go forward in time).
@@ -272,7 +280,13 @@ impl FleetChecker {
     ) -> Result<FleetCheck, QueryError> {
         // Taken before anything is read, so rows arriving during the round are either seen
         // by this round's reads or handed to the next round (or both: harmless).
-        let changes = engine.store().take_changes();
+        let mut changes = engine.store().take_changes();
+        for (gateway, devices) in std::mem::take(&mut changes.unregistered) {
+            let known = self.unregistered.entry(gateway).or_default();
+            known.micros.extend(devices.micros);
+            known.meters.extend(devices.meters);
+            known.batteries.extend(devices.batteries);
+        }
         let memory = match self.memory.take() {
             Some(memory) => memory,
             None => {
@@ -918,6 +932,12 @@ pub async fn run_checks(
         let now = sunfleet_engine::time::now_micros();
         let round = async {
             let check = checker.check(&engine, now).await?;
+            let activation =
+                crate::activation::advance_activations(&engine, checker.take_unregistered(), now)
+                    .await?;
+            if activation != Default::default() {
+                tracing::info!(?activation, "activations");
+            }
             let registry = std::sync::Arc::clone(&registry);
             let findings = check.findings.len();
             let rejudged = check.rejudged.clone();

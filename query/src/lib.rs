@@ -8,7 +8,10 @@
 //! - [`engine`]: the query runtime, limits, and analyst SQL; [`output`]: JSON, CSV and
 //!   Arrow IPC results.
 //! - [`series`]: production series for graphs, from rollups and fresh raw readings.
+//! - [`checks`]: the fleet checks; [`activation`]: the activation checklist advancing
+//!   from what gateways report.
 
+pub mod activation;
 pub mod array_view;
 pub mod bounds;
 pub mod catalog;

@@ -50,13 +50,14 @@ impl Scope {
     }
 
     /// What a signed-in user may see now: a company member their company's scope, an
-    /// owner their systems.
+    /// owner their systems, the platform administrator the whole fleet.
     pub fn of_user(
         registry: &Registry,
         user: &UserRecord,
         now_us: i64,
     ) -> Result<Self, QueryError> {
         match (user.company_id, user.owner_id) {
+            _ if user.role == UserRole::PlatformAdmin => Ok(Scope::Fleet),
             (_, Some(owner_id)) if user.role == UserRole::Owner => {
                 Self::of_owner(registry, owner_id)
             }

@@ -16,12 +16,15 @@ pub const PASSWORD: &str = "sunfleet-demo";
 pub struct Demo {
     pub server: Server,
     pub portal: String,
+    /// The QUIC address gateways connect to.
+    pub quic: String,
     /// Role label → e-mail, as the demo prints them.
     pub accounts: BTreeMap<String, String>,
 }
 
 pub fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
     let portal = format!("127.0.0.1:{portal_port}");
+    let quic = format!("127.0.0.1:{}", free_udp_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
         .args(["demo", "--data"])
         .arg(data)
@@ -33,7 +36,7 @@ pub fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
             "--portal",
             &portal,
         ])
-        .args(["--quic", &format!("127.0.0.1:{}", free_udp_port())])
+        .args(["--quic", &quic])
         .args(["--postgres", &format!("127.0.0.1:{}", free_tcp_port())])
         .args(["--flight", &format!("127.0.0.1:{}", free_tcp_port())])
         .env("SUNFLEET_LOG", "warn")
@@ -71,6 +74,7 @@ pub fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
     Demo {
         server,
         portal,
+        quic,
         accounts,
     }
 }

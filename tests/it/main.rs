@@ -1,6 +1,7 @@
 //! End-to-end tests of the `sunfleet` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a panic is the failure report
 
+mod activation;
 mod browser;
 mod demo;
 mod http;

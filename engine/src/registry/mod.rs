@@ -10,6 +10,7 @@
 //! ([`Registry::load_directory`] fills a [`DeviceDirectory`]).
 
 mod access;
+mod activation;
 mod arrow_tables;
 mod audit;
 mod conditions;
@@ -18,6 +19,9 @@ pub mod records;
 mod sessions;
 mod users;
 
+pub use activation::{
+    ACTIVATION_STEPS, ActivatingSystem, Activation, ActivationForm, OwnerDetails, stage_of,
+};
 pub use arrow_tables::SQL_TABLES;
 pub use audit::AuditEntry;
 pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
@@ -47,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_portal_sessions",
         include_str!("migrations/0003_portal_sessions.sql"),
+    ),
+    (
+        "0004_activation_grants_keys",
+        include_str!("migrations/0004_activation_grants_keys.sql"),
     ),
 ];
 
@@ -236,13 +244,36 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), Error> {
             known: MIGRATIONS.len(),
         });
     }
+    if applied == MIGRATIONS.len() {
+        return Ok(());
+    }
+    // Rebuilding a table (the only way to change a CHECK constraint in SQLite) drops the
+    // old one, which foreign keys would refuse; SQLite's documented procedure turns them
+    // off outside the transaction and checks them before committing.
+    connection
+        .pragma_update(None, "foreign_keys", false)
+        .map_err(sql_error(context("turning foreign keys off to migrate")))?;
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = connection.transaction().map_err(sql_error(context(name)))?;
         tx.execute_batch(sql).map_err(sql_error(context(name)))?;
+        let violation: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()
+            .map_err(sql_error(context(name)))?;
+        if let Some(table) = violation {
+            return Err(Error::RegistryMigration {
+                path: path.to_path_buf(),
+                migration: name,
+                reason: format!("it would leave a dangling reference in table {table}"),
+            });
+        }
         tx.pragma_update(None, "user_version", (index + 1) as i64)
             .map_err(sql_error(context(name)))?;
         tx.commit().map_err(sql_error(context(name)))?;
         tracing::info!(migration = name, "registry schema upgraded");
     }
+    connection
+        .pragma_update(None, "foreign_keys", true)
+        .map_err(sql_error(context("turning foreign keys back on")))?;
     Ok(())
 }

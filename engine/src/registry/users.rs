@@ -23,15 +23,18 @@ pub enum UserRole {
     Owner,
     /// Reads the company's data with SQL; no portal pages of its own.
     Analyst,
+    /// Operates this Sunfleet installation: sees every company's systems; belongs to none.
+    PlatformAdmin,
 }
 
 impl UserRole {
-    pub const ALL: [UserRole; 5] = [
+    pub const ALL: [UserRole; 6] = [
         UserRole::InstallerAdmin,
         UserRole::InstallerUser,
         UserRole::Subcontractor,
         UserRole::Owner,
         UserRole::Analyst,
+        UserRole::PlatformAdmin,
     ];
 
     /// The registry's spelling.
@@ -42,6 +45,7 @@ impl UserRole {
             UserRole::Subcontractor => "subcontractor",
             UserRole::Owner => "owner",
             UserRole::Analyst => "analyst",
+            UserRole::PlatformAdmin => "platform_admin",
         }
     }
 

@@ -57,13 +57,13 @@ fn migrations_apply_once_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.sqlite3");
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 3);
+    assert_eq!(registry.schema_version().unwrap(), 4);
     registry
         .transaction("test", |tx| insert_company(tx, &company()).map(drop))
         .unwrap();
     drop(registry);
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 3);
+    assert_eq!(registry.schema_version().unwrap(), 4);
     assert_eq!(registry.count("companies").unwrap(), 1);
 }
 
@@ -93,10 +93,36 @@ fn upgrading_from_the_first_schema_keeps_gateway_tasks() {
         [],
     )
     .unwrap();
+    tx.execute(
+        "INSERT INTO users (id, email, given_name, family_name, role, company_id, created_us)
+         VALUES (5, 'a@example.com', 'A', 'B', 'installer_admin', ?1, 0)",
+        [installer],
+    )
+    .unwrap();
+    tx.execute(
+        "INSERT INTO audit_log (at_us, user_id, action) VALUES (1, 5, 'signed_in')",
+        [],
+    )
+    .unwrap();
     tx.commit().unwrap();
     drop(connection);
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 3);
+    assert_eq!(registry.schema_version().unwrap(), 4);
+    // The users table was rebuilt (migration 4): its rows and the references to them stay,
+    // and foreign keys are enforced again afterwards.
+    let user = registry.user_by_email("A@example.com").unwrap().unwrap();
+    assert_eq!((user.id, user.role), (5, UserRole::InstallerAdmin));
+    let dangling = registry.transaction("test", |tx| {
+        tx.execute(
+            "INSERT INTO audit_log (at_us, user_id, action) VALUES (2, 999, 'x')",
+            [],
+        )
+        .map_err(|source| Error::Registry {
+            context: "dangling".into(),
+            source,
+        })
+    });
+    assert!(dangling.is_err(), "foreign keys are on after migrating");
     let task = registry.task(7).unwrap().unwrap();
     assert_eq!(
         (

@@ -39,6 +39,7 @@ struct DashboardPage {
     all_count: usize,
     alert_count: usize,
     activation_count: usize,
+    can_add_system: bool,
     services: ServiceSummary,
     scorecard_systems: usize,
     normal_pct: String,
@@ -104,6 +105,7 @@ pub async fn page(
         .collect();
     let page = DashboardPage {
         chrome: Chrome::new(&principal, "Dashboard", "dashboard"),
+        can_add_system: authorize(&principal, Need::ActivateSystems).is_ok(),
         tab: tab.to_owned(),
         shown: rows.len(),
         matching: matching.len(),
