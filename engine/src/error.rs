@@ -86,6 +86,12 @@ pub enum Error {
     },
     #[error("no system {system_id}")]
     UnknownSystem { system_id: i64 },
+    #[error("{email} already has an account")]
+    EmailTaken { email: String },
+    #[error("this invitation link is unknown, used or expired: ask for a new one")]
+    InvitationInvalid,
+    #[error("company {company_id} is not a subcontractor of company {installer_id}")]
+    NotASubcontractor { company_id: i64, installer_id: i64 },
     #[error("passwords need at least {min_chars} characters")]
     WeakPassword { min_chars: usize },
     #[error("no user has the e-mail {email:?}")]

@@ -10,6 +10,7 @@ pub mod help;
 pub mod signin;
 pub mod systems;
 pub mod users;
+pub mod welcome;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -119,6 +120,22 @@ pub fn age(us: i64) -> String {
     } else {
         format!("{} d", minutes / (24 * 60))
     }
+}
+
+/// Whether `email` looks like an address mail could reach (one `@`, a dotted domain, no
+/// spaces or angle brackets); the invitation or welcome e-mail proves the rest.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>')
 }
 
 /// A local path to return to after sign-in; anything else (another site) becomes `/`.

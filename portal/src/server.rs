@@ -165,6 +165,17 @@ pub fn router(state: AppState) -> Router {
         .route("/account/password", post(pages::account::change_password))
         .route("/users", get(pages::users::page))
         .route("/users/{id}/active", post(pages::users::set_active))
+        .route("/users/invite", post(pages::users::invite))
+        .route(
+            "/users/subcontractors",
+            post(pages::users::add_subcontractor),
+        )
+        .route("/users/grants", post(pages::users::grant))
+        .route("/users/grants/revoke", post(pages::users::revoke))
+        .route(
+            "/welcome",
+            get(pages::welcome::form).post(pages::welcome::submit),
+        )
         .route("/assets/style.css", get(pages::style))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -38,9 +38,18 @@ fn completed(activation: &serde_json::Value) -> Vec<String> {
 
 /// `YYYY-MM-DDTHH:MM` (UTC) of a Unix time.
 fn utc_minute(unix_s: u64) -> String {
-    let days = (unix_s / 86_400) as i64;
     let minute_of_day = (unix_s % 86_400) / 60;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    format!(
+        "{}T{:02}:{:02}",
+        civil_date((unix_s / 86_400) as i64),
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+/// `YYYY-MM-DD` of a day counted from 1970-01-01.
+pub fn civil_date(days: i64) -> String {
+    // Howard Hinnant's algorithm.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -50,11 +59,7 @@ fn utc_minute(unix_s: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}",
-        minute_of_day / 60,
-        minute_of_day % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod browser;
 mod demo;
 mod http;
 mod import_export;
+mod members;
 mod serve;
 mod sql_endpoints;
 mod tasks;

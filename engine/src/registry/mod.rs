@@ -15,6 +15,7 @@ mod arrow_tables;
 mod audit;
 mod conditions;
 mod gateways;
+mod members;
 pub mod records;
 mod sessions;
 mod users;
@@ -26,6 +27,7 @@ pub use arrow_tables::SQL_TABLES;
 pub use audit::AuditEntry;
 pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
+pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontractor};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 
@@ -53,8 +55,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0003_portal_sessions.sql"),
     ),
     (
-        "0004_activation_grants_keys",
-        include_str!("migrations/0004_activation_grants_keys.sql"),
+        "0004_activation_invitations_keys",
+        include_str!("migrations/0004_activation_invitations_keys.sql"),
     ),
 ];
 

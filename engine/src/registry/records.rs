@@ -192,7 +192,16 @@ pub fn grant_subcontractor(
     .map_err(sql_error(format!(
         "granting company {company_id} access to system {system_id}"
     )))?;
-    Ok(last_id(tx))
+    let grant = last_id(tx);
+    tx.execute(
+        "INSERT OR IGNORE INTO authorized_subcontractors (installer_id, company_id, added_us)
+         SELECT installer_id, ?2, ?3 FROM systems WHERE id = ?1",
+        params![system_id, company_id, granted_us],
+    )
+    .map_err(sql_error(format!(
+        "authorising company {company_id} as a subcontractor"
+    )))?;
+    Ok(grant)
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -33,7 +33,7 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn digest(token: &str) -> String {
+pub(super) fn digest(token: &str) -> String {
     let mut hasher = Blake2b::<U32>::new();
     hasher.update(token.as_bytes());
     URL_SAFE_NO_PAD.encode(hasher.finalize())

@@ -78,7 +78,7 @@ fn dummy_hash() -> Result<&'static str, Error> {
     Ok(DUMMY.get_or_init(|| hash))
 }
 
-fn hash_password(password: &str) -> Result<String, Error> {
+pub(super) fn hash_password(password: &str) -> Result<String, Error> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

@@ -16,7 +16,7 @@ use sunfleet_engine::ids::Serial;
 use sunfleet_engine::registry::{ACTIVATION_STEPS, Activation, ActivationForm, OwnerDetails};
 use sunfleet_engine::time::CivilDate;
 
-use super::{Chrome, render, utc_time};
+use super::{Chrome, render, utc_time, valid_email};
 use crate::access::{Need, authorize};
 use crate::fleet::{self, STAGES, stage_label};
 use crate::server::AppState;
@@ -428,19 +428,6 @@ pub fn parse_form(values: &FormValues) -> Result<ActivationForm, FieldErrors> {
         annual_degradation_pct,
         monthly_estimate_kwh: (months_given == 12).then_some(estimate),
     })
-}
-
-fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c == '<' || c == '>')
 }
 
 pub struct StepRow {

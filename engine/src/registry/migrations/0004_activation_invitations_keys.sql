@@ -3,8 +3,29 @@
 ALTER TABLE systems ADD COLUMN expected_microinverters INTEGER
     CHECK (expected_microinverters IS NULL OR expected_microinverters BETWEEN 1 AND 10000);
 
--- A subcontractor's access may end on its own (NULL: until revoked).
-ALTER TABLE subcontractor_grants ADD COLUMN expires_us INTEGER;
+-- Subcontractor companies an installer works with (C5): it grants them systems. A grant's
+-- `revoked_us` ends access at that time; set in the future, it is an expiry.
+CREATE TABLE authorized_subcontractors (
+    installer_id    INTEGER NOT NULL REFERENCES companies (id),
+    company_id      INTEGER NOT NULL REFERENCES companies (id),
+    added_by        INTEGER REFERENCES users (id),
+    added_us        INTEGER NOT NULL,
+    PRIMARY KEY (installer_id, company_id)
+);
+INSERT OR IGNORE INTO authorized_subcontractors (installer_id, company_id, added_us)
+    SELECT s.installer_id, g.company_id, min(g.granted_us)
+      FROM subcontractor_grants g JOIN systems s ON s.id = g.system_id
+     GROUP BY s.installer_id, g.company_id;
+
+-- Invitations: a new user sets their password through a one-time link. Only a digest of
+-- the link's token is kept.
+CREATE TABLE password_tokens (
+    token_digest    TEXT PRIMARY KEY,
+    user_id         INTEGER NOT NULL REFERENCES users (id),
+    created_us      INTEGER NOT NULL,
+    expires_us      INTEGER NOT NULL
+);
+CREATE INDEX password_tokens_user ON password_tokens (user_id);
 
 -- Keys for scripts (the JSON API and POST /api/sql). Like sessions, only a BLAKE2b-256
 -- digest of the key is kept; `prefix` is its first characters, shown so people can tell

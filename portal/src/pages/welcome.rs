@@ -1,0 +1,120 @@
+//! The invitation link (`/welcome?token=…`): an invited user chooses their password and is
+//! signed in. The token is the only credential; it works once and for a week.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sunfleet_engine::registry::MIN_PASSWORD_CHARS;
+
+use super::render;
+use crate::PortalError;
+use crate::server::AppState;
+use crate::session::{SESSION_COOKIE, add_cookie, blocking, set_cookie};
+
+#[derive(Template)]
+#[template(path = "welcome.html")]
+struct WelcomePage {
+    token: String,
+    email: String,
+    min_chars: usize,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WelcomeQuery {
+    token: Option<String>,
+}
+
+fn invalid() -> PortalError {
+    PortalError::NotFound {
+        what: "this invitation link (unknown, used or expired: ask for a new one)".to_owned(),
+    }
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    Query(query): Query<WelcomeQuery>,
+) -> Result<Response, PortalError> {
+    let token = query.token.unwrap_or_default();
+    let registry = Arc::clone(state.registry());
+    let lookup = token.clone();
+    let user = blocking(move || {
+        Ok(registry.invitation_user(&lookup, sunfleet_engine::time::now_micros())?)
+    })
+    .await?
+    .ok_or_else(invalid)?;
+    render(
+        "welcome",
+        &WelcomePage {
+            token,
+            email: user.email,
+            min_chars: MIN_PASSWORD_CHARS,
+            error: None,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WelcomeForm {
+    token: String,
+    password: String,
+    confirm_password: String,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    Form(form): Form<WelcomeForm>,
+) -> Result<Response, PortalError> {
+    let registry = Arc::clone(state.registry());
+    let token = form.token.clone();
+    let user =
+        blocking(
+            move || Ok(registry.invitation_user(&token, sunfleet_engine::time::now_micros())?),
+        )
+        .await?
+        .ok_or_else(invalid)?;
+    let problem = if form.password.chars().count() < MIN_PASSWORD_CHARS {
+        Some(format!("Use at least {MIN_PASSWORD_CHARS} characters."))
+    } else if form.password != form.confirm_password {
+        Some("The two passwords differ.".to_owned())
+    } else {
+        None
+    };
+    if let Some(error) = problem {
+        let mut page = render(
+            "welcome",
+            &WelcomePage {
+                token: form.token,
+                email: user.email,
+                min_chars: MIN_PASSWORD_CHARS,
+                error: Some(error),
+            },
+        )?;
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+        return Ok(page);
+    }
+    let registry = Arc::clone(state.registry());
+    let lifetime = state.shared().config.session_lifetime_us;
+    let session = blocking(move || {
+        let now = sunfleet_engine::time::now_micros();
+        let user = registry.accept_invitation(&form.token, &form.password, now)?;
+        Ok(registry.create_session(user.id, now, lifetime)?)
+    })
+    .await?;
+    let mut response = Redirect::to("/").into_response();
+    add_cookie(
+        response.headers_mut(),
+        set_cookie(
+            SESSION_COOKIE,
+            &session.token,
+            lifetime / 1_000_000,
+            state.shared().config.secure_cookies,
+        ),
+    );
+    Ok(response)
+}

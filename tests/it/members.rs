@@ -1,0 +1,272 @@
+//! Company users and subcontractors end to end (F7, C4, C5): an administrator invites a
+//! user, who sets a password through the one-time link; adds a subcontractor company,
+//! grants it one system until tomorrow, then revokes it; bad input changes nothing and
+//! non-administrators cannot do any of it.
+
+use std::collections::BTreeSet;
+
+use crate::demo::{PASSWORD, start_demo};
+use crate::free_tcp_port;
+use crate::http::{Client, hidden_field};
+
+fn system_ids(client: &mut Client) -> BTreeSet<u64> {
+    let answer = client.get("/api/systems");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    json["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn me(client: &mut Client) -> serde_json::Value {
+    let answer = client.get("/api/me");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+/// The path of the invitation link a users page shows.
+fn invitation_path(page: &str) -> String {
+    let start = page.find("/welcome?token=").expect("an invitation link");
+    let end = page[start..].find('"').unwrap() + start;
+    page[start..end].to_owned()
+}
+
+/// Follows an invitation: sets the password, and is signed in.
+fn accept(portal: &str, path: &str, password: &str) -> Client {
+    let mut client = Client::new(portal);
+    let form = client.get(path);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let token = hidden_field(&form.body, "token").unwrap();
+    let short = client.post_form(
+        "/welcome",
+        &[
+            ("token", &token),
+            ("password", "short"),
+            ("confirm_password", "short"),
+        ],
+    );
+    assert_eq!(short.status, 400);
+    let accepted = client.post_form(
+        "/welcome",
+        &[
+            ("token", &token),
+            ("password", password),
+            ("confirm_password", password),
+        ],
+    );
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    assert_eq!(client.get(path).status, 404, "an invitation works once");
+    client
+}
+
+#[test]
+fn administrators_invite_users_and_grant_subcontractors_chosen_systems() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo(&dir.path().join("demo"), free_tcp_port());
+    let mut admin = Client::new(&demo.portal);
+    assert_eq!(
+        admin
+            .sign_in(&demo.accounts["installer administrator"], PASSWORD)
+            .status,
+        303
+    );
+    let page = admin.get("/users");
+    assert_eq!(page.status, 200);
+    let csrf = hidden_field(&page.body, "csrf_token").unwrap();
+    let members_before = page.body.matches("/active\"").count();
+
+    // Bad input: field errors, nobody added.
+    let bad = admin.post_form(
+        "/users/invite",
+        &[
+            ("csrf_token", &csrf),
+            ("email", "not an address"),
+            ("given_name", "Léa"),
+            ("family_name", ""),
+            ("role", "owner"),
+        ],
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    for message in [
+        "Enter an e-mail address",
+        "Enter the family name",
+        "Choose administrator",
+    ] {
+        assert!(bad.body.contains(message), "{message}");
+    }
+    let forged = admin.post_form(
+        "/users/invite",
+        &[
+            ("email", "x@example.com"),
+            ("given_name", "X"),
+            ("family_name", "Y"),
+            ("role", "analyst"),
+        ],
+    );
+    assert_eq!(forged.status, 403, "no CSRF token, no change");
+
+    let invited = admin.post_form(
+        "/users/invite",
+        &[
+            ("csrf_token", &csrf),
+            ("email", "lea.moreau@example.org"),
+            ("given_name", "Léa"),
+            ("family_name", "Moreau"),
+            ("role", "installer_user"),
+        ],
+    );
+    assert_eq!(invited.status, 200, "{}", invited.body);
+    assert!(
+        invited
+            .body
+            .contains("Invitation sent to lea.moreau@example.org")
+    );
+    let link = invitation_path(&invited.body);
+    let again = admin.post_form(
+        "/users/invite",
+        &[
+            ("csrf_token", &csrf),
+            ("email", "LEA.MOREAU@example.org"),
+            ("given_name", "Léa"),
+            ("family_name", "Moreau"),
+            ("role", "installer_user"),
+        ],
+    );
+    assert_eq!(again.status, 400);
+    assert!(again.body.contains("already has an account"));
+    assert_eq!(
+        admin.get("/users").body.matches("/active\"").count(),
+        members_before + 1,
+        "one user added, once"
+    );
+
+    let mut anonymous = Client::new(&demo.portal);
+    assert_eq!(anonymous.get("/welcome?token=forged").status, 404);
+    let mut lea = accept(&demo.portal, &link, "a long new password");
+    let lea_me = me(&mut lea);
+    assert_eq!(lea_me["email"], "lea.moreau@example.org");
+    assert_eq!(lea_me["role"], "installer_user");
+    let admin_systems = system_ids(&mut admin);
+    assert_eq!(
+        system_ids(&mut lea),
+        admin_systems,
+        "same company, same systems"
+    );
+    // An installer who is not an administrator changes nothing here.
+    let lea_csrf = hidden_field(&lea.get("/users").body, "csrf_token").unwrap();
+    let refused = lea.post_form(
+        "/users/subcontractors",
+        &[
+            ("csrf_token", &lea_csrf),
+            ("company_name", "Sneaky"),
+            ("email", "s@example.org"),
+            ("given_name", "S"),
+            ("family_name", "S"),
+        ],
+    );
+    assert_eq!(refused.status, 403);
+
+    // A subcontractor company, its first user invited with it.
+    let added = admin.post_form(
+        "/users/subcontractors",
+        &[
+            ("csrf_token", &csrf),
+            ("company_name", "Toitures Durand"),
+            ("email", "paul.durand@example.org"),
+            ("given_name", "Paul"),
+            ("family_name", "Durand"),
+        ],
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(added.body.contains("Toitures Durand"));
+    let mut paul = accept(
+        &demo.portal,
+        &invitation_path(&added.body),
+        "another long password",
+    );
+    let paul_me = me(&mut paul);
+    assert_eq!(paul_me["role"], "subcontractor");
+    let company = paul_me["company_id"].as_i64().unwrap().to_string();
+    assert!(system_ids(&mut paul).is_empty(), "nothing granted yet");
+
+    // A system that is not the installer's cannot be granted; nothing is.
+    let granted_system = *admin_systems.iter().next().unwrap();
+    let other_system = *admin_systems.iter().nth(1).unwrap();
+    let foreign = 999_999;
+    let mixed = admin.post_form(
+        "/users/grants",
+        &[
+            ("csrf_token", &csrf),
+            ("company_id", &company),
+            ("systems", &format!("{granted_system}, {foreign}")),
+        ],
+    );
+    assert_eq!(mixed.status, 400, "{}", mixed.body);
+    assert!(
+        mixed
+            .body
+            .contains(&format!("Your company has no system {foreign}"))
+    );
+    assert!(system_ids(&mut paul).is_empty());
+    let past = admin.post_form(
+        "/users/grants",
+        &[
+            ("csrf_token", &csrf),
+            ("company_id", &company),
+            ("systems", &granted_system.to_string()),
+            ("until", "2001-01-01"),
+        ],
+    );
+    assert_eq!(past.status, 400);
+
+    let tomorrow = {
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400
+            + 1;
+        crate::activation::civil_date(days as i64)
+    };
+    let granted = admin.post_form(
+        "/users/grants",
+        &[
+            ("csrf_token", &csrf),
+            ("company_id", &company),
+            ("systems", &granted_system.to_string()),
+            ("until", &tomorrow),
+        ],
+    );
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    assert!(granted.body.contains("Access granted to 1 system(s)."));
+    assert_eq!(system_ids(&mut paul), BTreeSet::from([granted_system]));
+    assert_eq!(
+        paul.get(&format!("/api/activations/{other_system}")).status,
+        404,
+        "other systems stay invisible"
+    );
+
+    let revoked = admin.post_form(
+        "/users/grants/revoke",
+        &[
+            ("csrf_token", &csrf),
+            ("company_id", &company),
+            ("system_id", &granted_system.to_string()),
+        ],
+    );
+    assert_eq!(revoked.status, 303);
+    assert!(system_ids(&mut paul).is_empty(), "revoked at once");
+    let audit = admin.get("/users").body;
+    for action in [
+        "user invited",
+        "subcontractor added",
+        "system granted",
+        "grant revoked",
+        "invitation accepted",
+    ] {
+        assert!(audit.contains(action), "{action} is in the audit log");
+    }
+}
