@@ -9,6 +9,8 @@ pub enum PortalError {
     /// No valid session (or API key). Pages redirect to the sign-in page.
     #[error("sign in first")]
     SignInRequired { api: bool, next: String },
+    #[error("the API key is unknown, revoked, or its user is deactivated")]
+    InvalidApiKey,
     #[error("{reason}")]
     Forbidden { reason: String },
     #[error("{what} not found")]
@@ -35,7 +37,9 @@ pub enum PortalError {
 impl PortalError {
     pub fn status(&self) -> StatusCode {
         match self {
-            PortalError::SignInRequired { .. } => StatusCode::UNAUTHORIZED,
+            PortalError::SignInRequired { .. } | PortalError::InvalidApiKey => {
+                StatusCode::UNAUTHORIZED
+            }
             PortalError::Forbidden { .. } => StatusCode::FORBIDDEN,
             PortalError::NotFound { .. } => StatusCode::NOT_FOUND,
             PortalError::BadRequest { .. } => StatusCode::BAD_REQUEST,

@@ -283,14 +283,74 @@ pub async fn service_summary(
     for (state, count) in answer.strings(0).into_iter().zip(answer.i64s(1)) {
         let count = count.unwrap_or(0).max(0) as usize;
         summary.total += count;
-        match state.as_deref() {
-            Some("draft" | "submitted") => summary.new += count,
-            Some("approved" | "shipped" | "received") => summary.in_progress += count,
-            Some("closed" | "rejected" | "cancelled") => summary.resolved += count,
-            _ => {}
+        match service_group(state.as_deref().unwrap_or_default()) {
+            "new" => summary.new += count,
+            "in progress" => summary.in_progress += count,
+            _ => summary.resolved += count,
         }
     }
     Ok(summary)
+}
+
+/// A service request as the services page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceRequestLine {
+    pub id: i64,
+    pub kind: String,
+    pub system_id: i64,
+    pub system_name: String,
+    pub state: String,
+    pub rma_number: Option<String>,
+    pub reason: String,
+    pub created_us: i64,
+    pub updated_us: i64,
+}
+
+/// Where a request's state puts it in the dashboard summary.
+pub fn service_group(state: &str) -> &'static str {
+    match state {
+        "draft" | "submitted" => "new",
+        "approved" | "shipped" | "received" => "in progress",
+        _ => "resolved",
+    }
+}
+
+/// The scope's service requests, most recently changed first (at most 500).
+pub async fn service_requests(
+    query: &QueryEngine,
+    scope: &Scope,
+) -> Result<Vec<ServiceRequestLine>, PortalError> {
+    let answer = query
+        .sql(
+            scope,
+            "SELECT r.id, r.kind, r.system_id, s.name, r.state, r.rma_number, r.reason,
+                    r.created_us, r.updated_us
+               FROM service_requests r JOIN systems s ON s.id = r.system_id
+              ORDER BY r.updated_us DESC, r.id DESC LIMIT 500",
+        )
+        .await?;
+    let ids = answer.i64s(0);
+    let kinds = answer.strings(1);
+    let systems = answer.i64s(2);
+    let names = answer.strings(3);
+    let states = answer.strings(4);
+    let rmas = answer.strings(5);
+    let reasons = answer.strings(6);
+    let created = answer.i64s(7);
+    let updated = answer.i64s(8);
+    Ok((0..answer.rows())
+        .map(|i| ServiceRequestLine {
+            id: ids[i].unwrap_or(0),
+            kind: kinds[i].clone().unwrap_or_default(),
+            system_id: systems[i].unwrap_or(0),
+            system_name: names[i].clone().unwrap_or_default(),
+            state: states[i].clone().unwrap_or_default(),
+            rma_number: rmas[i].clone(),
+            reason: reasons[i].clone().unwrap_or_default(),
+            created_us: created[i].unwrap_or(0),
+            updated_us: updated[i].unwrap_or(0),
+        })
+        .collect())
 }
 
 /// The company performance scorecard from the systems (with figures) and ended events.

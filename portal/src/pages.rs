@@ -7,6 +7,8 @@ pub mod activations;
 pub mod alerts;
 pub mod dashboard;
 pub mod help;
+pub mod privacy;
+pub mod services;
 pub mod signin;
 pub mod systems;
 pub mod users;

@@ -161,6 +161,13 @@ pub fn router(state: AppState) -> Router {
             get(pages::activations::details).post(pages::activations::update),
         )
         .route("/help", get(pages::help::page))
+        .route("/services", get(pages::services::page))
+        .route("/privacy", get(pages::privacy::page))
+        .route("/privacy/keys", post(pages::privacy::create_key))
+        .route(
+            "/privacy/keys/{id}/revoke",
+            post(pages::privacy::revoke_key),
+        )
         .route("/account", get(pages::account::page))
         .route("/account/password", post(pages::account::change_password))
         .route("/users", get(pages::users::page))

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use sunfleet_engine::registry::{Registry, SessionUser, UserRecord, UserRole};
@@ -25,12 +25,19 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct Principal {
     pub user: UserRecord,
     pub scope: Scope,
+    /// The session's CSRF token (empty for an API key).
     pub csrf_token: String,
+    /// Signed in with an API key (`Authorization: Bearer`), not a session cookie.
+    pub via_api_key: bool,
 }
 
 impl Principal {
-    /// Checks a state-changing request's CSRF token.
+    /// Checks a state-changing request's CSRF token. A request with an API key needs none:
+    /// a browser never adds that header on its own, so another site cannot forge it.
     pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), PortalError> {
+        if self.via_api_key {
+            return Ok(());
+        }
         match sent {
             Some(sent) if constant_time_eq(sent.as_bytes(), self.csrf_token.as_bytes()) => Ok(()),
             _ => Err(PortalError::CsrfMismatch),
@@ -90,6 +97,25 @@ pub(crate) fn principal_of_token(
         user,
         scope,
         csrf_token,
+        via_api_key: false,
+    }))
+}
+
+/// The principal of an API key, if the key is live (blocking: SQLite).
+fn principal_of_api_key(
+    registry: &Registry,
+    key: &str,
+    now_us: i64,
+) -> Result<Option<Principal>, PortalError> {
+    let Some(user) = registry.api_key_user(key, now_us)? else {
+        return Ok(None);
+    };
+    let scope = Scope::of_user(registry, &user, now_us)?;
+    Ok(Some(Principal {
+        user,
+        scope,
+        csrf_token: String::new(),
+        via_api_key: true,
     }))
 }
 
@@ -115,11 +141,24 @@ impl FromRequestParts<AppState> for Principal {
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
         };
+        let registry: Arc<Registry> = Arc::clone(state.registry());
+        let now = sunfleet_engine::time::now_micros();
+        // Scripts use the JSON API with a key; pages need a session.
+        let bearer = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|key| key.trim().to_owned());
+        if let Some(key) = bearer.filter(|_| api) {
+            return match blocking(move || principal_of_api_key(&registry, &key, now)).await? {
+                Some(principal) => Ok(principal),
+                None => Err(PortalError::InvalidApiKey),
+            };
+        }
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned) else {
             return Err(sign_in());
         };
-        let registry: Arc<Registry> = Arc::clone(state.registry());
-        let now = sunfleet_engine::time::now_micros();
         match blocking(move || principal_of_token(&registry, &token, now)).await? {
             Some(principal) => Ok(principal),
             None => Err(sign_in()),

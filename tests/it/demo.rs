@@ -166,6 +166,11 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
         "/alerts",
         "/systems",
         "/help",
+        "/activations",
+        "/activations?stage=all",
+        "/activations/new",
+        "/services",
+        "/privacy",
     ] {
         let page = installer.get(path);
         assert_eq!(page.status, 200, "{path}: {}", page.body);
@@ -280,7 +285,15 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
     );
     // No page or list of the owner or subcontractor names a system outside their scope.
     for (client, visible) in [(&mut owner, &own), (&mut subcontractor, &granted)] {
-        for path in ["/", "/alerts", "/systems", "/systems.csv", "/api/alerts"] {
+        for path in [
+            "/",
+            "/alerts",
+            "/systems",
+            "/systems.csv",
+            "/api/alerts",
+            "/activations?stage=all",
+            "/services",
+        ] {
             let page = client.get(path);
             assert_eq!(page.status, 200, "{path}");
             for other in company
@@ -292,6 +305,20 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
                     !page.body.contains(&format!("#{other}<")),
                     "{path} shows system {other}"
                 );
+            }
+        }
+        let answer = client.get("/api/activations?stage=all");
+        let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        for line in json["activations"].as_array().unwrap() {
+            let id = line["system_id"].as_u64().unwrap();
+            assert!(visible.contains(&id), "/api/activations shows system {id}");
+        }
+        for other in company.iter().filter(|id| !visible.contains(id)) {
+            for path in [
+                format!("/activations/{other}"),
+                format!("/api/activations/{other}"),
+            ] {
+                assert_eq!(client.get(&path).status, 404, "{path}");
             }
         }
     }

@@ -270,3 +270,103 @@ fn administrators_invite_users_and_grant_subcontractors_chosen_systems() {
         assert!(audit.contains(action), "{action} is in the audit log");
     }
 }
+
+/// The text between `start` and the next `end` in `page`.
+fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let from = page.find(start).expect(start) + start.len();
+    let to = page[from..].find(end).unwrap() + from;
+    &page[from..to]
+}
+
+#[test]
+fn a_script_uses_an_api_key_as_its_user_until_it_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo(&dir.path().join("demo"), free_tcp_port());
+    let mut owner = Client::new(&demo.portal);
+    owner.sign_in(&demo.accounts["system owner (read-only)"], PASSWORD);
+    let owner_systems = system_ids(&mut owner);
+    let page = owner.get("/privacy");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = hidden_field(&page.body, "csrf_token").unwrap();
+    let unnamed = owner.post_form("/privacy/keys", &[("csrf_token", &csrf), ("name", " ")]);
+    assert_eq!(unnamed.status, 400);
+    assert!(unnamed.body.contains("No key yet."), "nothing created");
+    let created = owner.post_form(
+        "/privacy/keys",
+        &[("csrf_token", &csrf), ("name", "home automation")],
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let key = between(&created.body, "<code id=\"new-key\">", "</code>").to_owned();
+    assert!(key.starts_with("sfk_") && key.len() > 40, "{key}");
+    let key_id = between(&created.body, "/privacy/keys/", "/revoke").to_owned();
+
+    // A script: no cookie, the key in the header.
+    let mut script = Client::new(&demo.portal);
+    let bearer = format!("Bearer {key}");
+    let with_key = [("Authorization", bearer.as_str())];
+    let answer = script.request("GET", "/api/systems", &with_key, None);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    let seen: BTreeSet<u64> = json["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, owner_systems, "a key sees what its user sees");
+    let me = script.request("GET", "/api/me", &with_key, None);
+    assert!(me.body.contains("\"role\":\"owner\""), "{}", me.body);
+    // The owner's role has no SQL, with or without a key.
+    let sql = script.request("POST", "/api/sql", &with_key, Some("SELECT 1"));
+    assert_eq!(sql.status, 403, "{}", sql.body);
+    // Pages want a session, not a key.
+    assert_eq!(script.request("GET", "/", &with_key, None).status, 303);
+    let forged = script.request(
+        "GET",
+        "/api/systems",
+        &[("Authorization", "Bearer sfk_not-a-key")],
+        None,
+    );
+    assert_eq!(forged.status, 401);
+    assert!(
+        forged.body.contains("API key is unknown"),
+        "{}",
+        forged.body
+    );
+    assert!(
+        !owner.get("/privacy").body.contains("<td>never</td>"),
+        "the key's last use is shown"
+    );
+
+    let revoked = owner.post_form(
+        &format!("/privacy/keys/{key_id}/revoke"),
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(revoked.status, 303);
+    assert_eq!(
+        script
+            .request("GET", "/api/systems", &with_key, None)
+            .status,
+        401,
+        "revoked at once"
+    );
+
+    // An analyst's key runs SQL without a CSRF token: a browser never sends the header.
+    let mut analyst = Client::new(&demo.portal);
+    analyst.sign_in(&demo.accounts["analyst (SQL only)"], PASSWORD);
+    let csrf = hidden_field(&analyst.get("/privacy").body, "csrf_token").unwrap();
+    let created = analyst.post_form(
+        "/privacy/keys",
+        &[("csrf_token", &csrf), ("name", "notebook")],
+    );
+    let key = between(&created.body, "<code id=\"new-key\">", "</code>").to_owned();
+    let bearer = format!("Bearer {key}");
+    let answer = Client::new(&demo.portal).request(
+        "POST",
+        "/api/sql?format=csv",
+        &[("Authorization", bearer.as_str())],
+        Some("SELECT count(*) AS systems FROM systems"),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.starts_with("systems\n"), "{}", answer.body);
+}

@@ -11,6 +11,7 @@
 
 mod access;
 mod activation;
+mod api_keys;
 mod arrow_tables;
 mod audit;
 mod conditions;
@@ -23,6 +24,7 @@ mod users;
 pub use activation::{
     ACTIVATION_STEPS, ActivatingSystem, Activation, ActivationForm, OwnerDetails, stage_of,
 };
+pub use api_keys::{API_KEY_PREFIX, ApiKeySummary, NewApiKey};
 pub use arrow_tables::SQL_TABLES;
 pub use audit::AuditEntry;
 pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
