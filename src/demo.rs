@@ -188,7 +188,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 /// The demo accounts (role, e-mail), given the demo password unless they have one: company 1's first
 /// administrator and installer, a subcontractor with granted systems, the owner of
-/// company 1's first system and an analyst of company 1 (both created here).
+/// company 1's first system, an analyst of company 1 and the platform administrator (the
+/// last three created here).
 fn demo_accounts(registry: &Registry) -> anyhow::Result<Vec<(&'static str, String)>> {
     let now = now_micros();
     let first_email = |sql: &str| -> anyhow::Result<Option<String>> {
@@ -257,22 +258,27 @@ fn demo_accounts(registry: &Registry) -> anyhow::Result<Vec<(&'static str, Strin
                 },
             )?;
         }
-        if !exists(DEMO_ANALYST)? {
-            insert_user(
-                tx,
-                &NewUser {
-                    email: DEMO_ANALYST.into(),
-                    given_name: "Demo".into(),
-                    family_name: "Analyst".into(),
-                    phone: String::new(),
-                    language: "en".into(),
-                    role: "analyst",
-                    company_id: Some(1),
-                    owner_id: None,
-                    password_hash: None,
-                    created_us: now,
-                },
-            )?;
+        for (email, family_name, role, company_id) in [
+            (DEMO_ANALYST, "Analyst", "analyst", Some(1)),
+            (DEMO_PLATFORM_ADMIN, "Operator", "platform_admin", None),
+        ] {
+            if !exists(email)? {
+                insert_user(
+                    tx,
+                    &NewUser {
+                        email: email.into(),
+                        given_name: "Demo".into(),
+                        family_name: family_name.into(),
+                        phone: String::new(),
+                        language: "en".into(),
+                        role,
+                        company_id,
+                        owner_id: None,
+                        password_hash: None,
+                        created_us: now,
+                    },
+                )?;
+            }
         }
         Ok(())
     })?;
@@ -287,6 +293,10 @@ fn demo_accounts(registry: &Registry) -> anyhow::Result<Vec<(&'static str, Strin
         ("subcontractor", subcontractor),
         ("system owner (read-only)", owner),
         ("analyst (SQL only)", Some(DEMO_ANALYST.to_owned())),
+        (
+            "platform administrator",
+            Some(DEMO_PLATFORM_ADMIN.to_owned()),
+        ),
     ] {
         if let Some(email) = email {
             // A password changed since the first start is kept.
@@ -311,6 +321,7 @@ fn demo_accounts(registry: &Registry) -> anyhow::Result<Vec<(&'static str, Strin
 }
 
 const DEMO_ANALYST: &str = "analyst@sunfleet.demo";
+const DEMO_PLATFORM_ADMIN: &str = "operator@sunfleet.demo";
 
 /// Appends the fleet's uploads from the start of its window until now through the store's
 /// durable write path, then persists, rolls up and compacts, with a progress bar.

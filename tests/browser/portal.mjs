@@ -77,10 +77,62 @@ try {
     await page.goto(`${base}/systems`);
     check(await page.locator("th a:has-text('Country')").count() === 1, "chosen column missing");
 
-    for (const [path, name] of [["/", "dashboard"], ["/?tab=alerts", "dashboard-alerts"], ["/?tab=activations", "dashboard-activations"], ["/alerts", "alerts"], ["/help", "help"], ["/users", "users"], ["/account", "account"]]) {
+    for (const [path, name] of [["/", "dashboard"], ["/?tab=alerts", "dashboard-alerts"], ["/?tab=activations", "dashboard-activations"], ["/alerts", "alerts"], ["/activations", "activations"], ["/activations?stage=all", "activations-all"], ["/services", "services"], ["/privacy", "privacy"], ["/help", "help"], ["/users", "users"], ["/account", "account"]]) {
       const response = await page.goto(`${base}${path}`);
       check(response.status() === 200, `${role} ${path}: ${response.status()}`);
       await shot(page, `${tag}-${name}`);
+    }
+    // Activations: "Add new system" from the dashboard; bad input shows field errors and
+    // creates nothing; the good form creates the system with its checklist.
+    if (role === "installer administrator") {
+      await page.goto(`${base}/`);
+      await Promise.all([page.waitForLoadState("load"), page.click("a:has-text('Add new system')")]);
+      check(page.url() === `${base}/activations/new`, `add new system: ${page.url()}`);
+      await page.fill("input[name=latitude]", "123");
+      await page.fill("input[name=longitude]", "2");
+      await page.fill("textarea[name=gateway_serials]", "12ab");
+      await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Create system')")]);
+      check(page.url() === `${base}/activations`, `a bad form went on: ${page.url()}`);
+      const errors = await page.locator(".field-error").allTextContents();
+      for (const text of ["Enter the system", "A number from -90 to 90.", "not a serial number"]) {
+        check(errors.some((e) => e.includes(text)), `no field error "${text}": ${errors}`);
+      }
+      await shot(page, "activation-form-errors");
+      await page.fill("input[name=name]", "Browser Test Residence");
+      await page.fill("input[name=owner_given_name]", "Hugo");
+      await page.fill("input[name=owner_family_name]", "Bernard");
+      await page.fill("input[name=owner_email]", "hugo.bernard@example.org");
+      await page.fill("input[name=street_address]", "12 rue du Four");
+      await page.fill("input[name=city]", "Nantes");
+      await page.fill("input[name=latitude]", "47.22");
+      await page.fill("input[name=longitude]", "-1.55");
+      await page.fill("textarea[name=gateway_serials]", "121980000001");
+      await page.fill("input[name=expected_microinverters]", "10");
+      for (let month = 1; month <= 12; month += 1) {
+        await page.fill(`input[name=estimate_${month}]`, String(100 + month * 20));
+      }
+      await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Create system')")]);
+      check(/\/activations\/\d+\?saved=1$/.test(page.url()), `not created: ${page.url()}`);
+      check((await page.locator("#stage").textContent()) === "Started", "new system's stage");
+      check((await page.locator("#percent").textContent()) === "33", "three of nine steps done");
+      check((await page.locator("table.checklist tr.done").count()) === 3, "completed steps");
+      await shot(page, "activation-created");
+      await page.goto(`${base}/activations?stage=started`);
+      check((await page.textContent("main")).includes("Browser Test Residence"), "listed at its stage");
+      await shot(page, "activations-started");
+
+      // Invite a user: a bad address is refused in place, a good one shows the link.
+      await page.goto(`${base}/users`);
+      await page.fill("form[action='/users/invite'] input[name=email]", "nina@localhost");
+      await page.fill("form[action='/users/invite'] input[name=family_name]", "Petit");
+      await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Invite')")]);
+      check((await page.locator(".field-error").count()) >= 1, "no field error for a bad e-mail");
+      await page.fill("form[action='/users/invite'] input[name=email]", "nina.petit@example.org");
+      await page.fill("form[action='/users/invite'] input[name=family_name]", "Petit");
+      await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Invite')")]);
+      check((await page.locator("#invitation").textContent()).includes("/welcome?token="), "invitation link");
+      check((await page.locator("h2#subcontractors").count()) === 1, "subcontractors section");
+      await shot(page, "users-invited");
     }
     // Only administrators manage users and read the audit log.
     await page.goto(`${base}/users`);
@@ -113,8 +165,8 @@ try {
     await context.close();
   }
   check(
-    companyCounts["installer administrator"] === companyCounts["installer"],
-    "one company, one fleet",
+    companyCounts["installer administrator"] + 1 === companyCounts["installer"],
+    "one company, one fleet (with the system the administrator added)",
   );
 
   // Subcontractor: only granted systems; owner: one system.
@@ -126,11 +178,26 @@ try {
     check(total >= 1, `${role}: no systems`);
     if (role.startsWith("system owner")) check(total === 1, `owner sees ${total} systems`);
     await shot(page, `${tag}-systems`);
-    for (const [path, name] of [["/", "dashboard"], ["/alerts", "alerts"]]) {
+    for (const [path, name] of [["/", "dashboard"], ["/alerts", "alerts"], ["/activations?stage=all", "activations"], ["/services", "services"]]) {
       const response = await page.goto(`${base}${path}`);
       check(response.status() === 200, `${role} ${path}: ${response.status()}`);
       await shot(page, `${tag}-${name}`);
     }
+    check(!(await page.textContent("main")).includes("Browser Test Residence"), `${role} sees another's new system`);
+    const refused = await page.goto(`${base}/activations/new`);
+    check(refused.status() === 403, `${role} may add systems: ${refused.status()}`);
+    await context.close();
+  }
+
+  // Platform administrator: every company's systems, no company administration.
+  {
+    const context = await browser.newContext();
+    const page = await signIn(context, accounts["platform administrator"], password);
+    const total = Number((await page.locator(".pager span").textContent()).match(/of (\d+) ·/)[1]);
+    check(total >= companyCounts["installer"], `platform administrator sees ${total} systems`);
+    await shot(page, "platform-admin-systems");
+    const users = await page.goto(`${base}/users`);
+    check(users.status() === 403, `platform administrator /users: ${users.status()}`);
     await context.close();
   }
 

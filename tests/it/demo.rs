@@ -103,6 +103,7 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
         "subcontractor",
         "system owner (read-only)",
         "analyst (SQL only)",
+        "platform administrator",
     ] {
         assert!(
             demo.accounts.contains_key(role),
@@ -234,6 +235,15 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
         "SQL without the CSRF token"
     );
     // The analyst's CSRF token comes from the session: read it from a page it may see.
+    // The platform administrator sees every company's systems and runs SQL over them,
+    // but is no company's administrator.
+    let mut operator = Client::new(&demo.portal);
+    operator.sign_in(&account("platform administrator"), PASSWORD);
+    let everything = system_ids(&mut operator);
+    assert!(everything.is_superset(&company), "{everything:?}");
+    assert_eq!(operator.get("/").status, 200);
+    assert_eq!(operator.get("/users").status, 403);
+    assert_eq!(operator.get("/activations/new").status, 403);
     let help = analyst.get("/help");
     let analyst_csrf = hidden_field(&help.body, "csrf_token").unwrap();
     let answer = sql(
@@ -504,6 +514,10 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
                 account("system owner (read-only)").as_str(),
             ),
             ("analyst (SQL only)", account("analyst (SQL only)").as_str()),
+            (
+                "platform administrator",
+                account("platform administrator").as_str(),
+            ),
         ] {
             accounts.insert(role.to_owned(), email.to_owned());
         }
