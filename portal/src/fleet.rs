@@ -33,6 +33,8 @@ pub struct SystemLine {
     pub energy_month_wh: Option<f64>,
     pub lifetime_estimate_pct: Option<f64>,
     pub last_report_us: Option<i64>,
+    /// Energy of the past seven site-local days, oldest first (ISO date, Wh).
+    pub daily_wh: Vec<(String, f64)>,
 }
 
 /// An open event of a system.
@@ -70,6 +72,8 @@ pub struct Scorecard {
     pub energy_month_wh: f64,
     /// Mean time from an alert's start to its end, over alerts ended in the past 90 days.
     pub mean_time_to_resolve_h: Option<f64>,
+    /// The fleet's energy per site-local day, the past seven days, oldest first.
+    pub daily_wh: Vec<(String, f64)>,
 }
 
 /// A system the checks judge: not deactivated, retired or unmonitored by hand.
@@ -196,6 +200,7 @@ pub async fn systems(query: &QueryEngine, scope: &Scope) -> Result<Vec<SystemLin
             energy_month_wh: None,
             lifetime_estimate_pct: None,
             last_report_us: None,
+            daily_wh: Vec::new(),
         });
     }
     Ok(lines)
@@ -221,6 +226,11 @@ pub async fn systems_with_figures(
             line.energy_month_wh = Some(f.energy_month_wh);
             line.lifetime_estimate_pct = f.lifetime_estimate_pct;
             line.last_report_us = f.last_report_us;
+            line.daily_wh = f
+                .daily_wh
+                .iter()
+                .map(|(date, wh)| (date.to_string(), *wh))
+                .collect();
         }
     }
     Ok(lines)
@@ -378,6 +388,13 @@ pub async fn scorecard(
         energy_today_wh: systems.iter().filter_map(|s| s.energy_today_wh).sum(),
         energy_past_7_days_wh: systems.iter().filter_map(|s| s.energy_past_7_days_wh).sum(),
         energy_month_wh: systems.iter().filter_map(|s| s.energy_month_wh).sum(),
+        daily_wh: {
+            let mut days: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+            for (date, wh) in systems.iter().flat_map(|s| &s.daily_wh) {
+                *days.entry(date.as_str()).or_default() += wh;
+            }
+            days.into_iter().map(|(d, wh)| (d.to_owned(), wh)).collect()
+        },
         mean_time_to_resolve_h: answer
             .f64s(0)
             .first()

@@ -14,30 +14,61 @@ pub mod systems;
 pub mod users;
 pub mod welcome;
 
+use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use sunfleet_engine::registry::UserRole;
 
 use crate::{PortalError, Principal};
 
-/// The stylesheet, embedded in the binary.
-const STYLE_CSS: &str = include_str!("../assets/style.css");
-
-pub async fn style() -> Response {
+/// The browser assets, embedded in the binary: name, content type, body. The vendored
+/// libraries are listed in `portal/assets/vendor/README.md`.
+const ASSETS: &[(&str, &str, &str)] = &[
     (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/style.css"),
+    ),
+    (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/charts.js"),
+    ),
+    (
+        "htmx-2.0.11.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/vendor/htmx-2.0.11.min.js"),
+    ),
+    (
+        "uPlot-1.6.32.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/vendor/uPlot-1.6.32.iife.min.js"),
+    ),
+    (
+        "uPlot-1.6.32.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/vendor/uPlot-1.6.32.min.css"),
+    ),
+];
+
+pub async fn asset(Path(name): Path<String>) -> Result<Response, PortalError> {
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(asset, _, _)| *asset == name)
+        .ok_or_else(|| PortalError::NotFound {
+            what: format!("asset {name}"),
+        })?;
+    Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=3600"),
             ),
         ],
-        STYLE_CSS,
+        *body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// What the shared layout needs: the page title, the active section, who is signed in.

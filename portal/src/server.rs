@@ -183,7 +183,7 @@ pub fn router(state: AppState) -> Router {
             "/welcome",
             get(pages::welcome::form).post(pages::welcome::submit),
         )
-        .route("/assets/style.css", get(pages::style))
+        .route("/assets/{name}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/me", get(api::me))

@@ -134,6 +134,21 @@ try {
       check((await page.locator("h2#subcontractors").count()) === 1, "subcontractors section");
       await shot(page, "users-invited");
     }
+    // The dashboard draws the fleet's production with the vendored chart library, and its
+    // tabs swap only the systems box (htmx); nothing breaks the content security policy.
+    {
+      const problems = [];
+      page.on("console", (message) => { if (message.type() === "error") problems.push(message.text()); });
+      page.on("pageerror", (error) => problems.push(String(error)));
+      await page.goto(`${base}/`);
+      await page.waitForSelector(".chart canvas", { timeout: 10000 });
+      await page.click(".tabs a:has-text('Alerts')");
+      await page.waitForFunction(() => document.querySelector("#systems-card .tabs a.active")?.textContent.startsWith("Alerts"));
+      check(page.url().includes("tab=alerts"), `tab not in the address: ${page.url()}`);
+      check((await page.locator(".chart canvas").count()) === 1, "the chart stays when the box changes");
+      check(problems.length === 0, `${role}: browser errors: ${problems.join(" | ")}`);
+      await shot(page, `${tag}-dashboard-chart`);
+    }
     // Only administrators manage users and read the audit log.
     await page.goto(`${base}/users`);
     const manages = (await page.locator("button:has-text('Deactivate')").count()) > 0;

@@ -47,6 +47,9 @@ struct DashboardPage {
     energy_week: String,
     energy_month: String,
     mttr: String,
+    /// The fleet's daily energy for the chart (JSON for charts.js) and its table.
+    chart_json: String,
+    chart_rows: Vec<(String, String)>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -122,6 +125,17 @@ pub async fn page(
         energy_today: energy(card.energy_today_wh),
         energy_week: energy(card.energy_past_7_days_wh),
         energy_month: energy(card.energy_month_wh),
+        chart_json: serde_json::json!({
+            "labels": card.daily_wh.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+            "values": card.daily_wh.iter().map(|(_, wh)| (wh / 100.0).round() / 10.0).collect::<Vec<_>>(),
+            "unit": "kWh",
+        })
+        .to_string(),
+        chart_rows: card
+            .daily_wh
+            .iter()
+            .map(|(d, wh)| (d.clone(), energy(*wh)))
+            .collect(),
         mttr: card
             .mean_time_to_resolve_h
             .map_or_else(|| "–".to_owned(), |h| format!("{h:.1} h")),
