@@ -16,6 +16,7 @@ pub mod access;
 pub mod api;
 pub mod error;
 pub mod fleet;
+pub mod i18n;
 pub mod pages;
 pub mod server;
 pub mod session;

@@ -19,6 +19,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use sunfleet_engine::registry::UserRole;
 
+use crate::i18n::Lang;
 use crate::{PortalError, Principal};
 
 /// The browser assets, embedded in the binary: name, content type, body. The vendored
@@ -74,6 +75,7 @@ pub async fn asset(Path(name): Path<String>) -> Result<Response, PortalError> {
 /// What the shared layout needs: the page title, the active section, who is signed in.
 #[derive(Debug, Clone)]
 pub struct Chrome {
+    pub lang: Lang,
     pub title: String,
     pub active: &'static str,
     pub user_email: String,
@@ -84,14 +86,21 @@ pub struct Chrome {
 
 impl Chrome {
     pub fn new(principal: &Principal, title: impl Into<String>, active: &'static str) -> Self {
+        let lang = principal.lang();
         Self {
-            title: title.into(),
+            lang,
+            title: lang.t(&title.into()).to_owned(),
             active,
             user_email: principal.user.email.clone(),
-            role_label: role_label(principal.role()),
+            role_label: lang.t(role_label(principal.role())),
             csrf_token: principal.csrf_token.clone(),
             is_admin: principal.role() == UserRole::InstallerAdmin,
         }
+    }
+
+    /// `text` in the user's language.
+    pub fn t<'a>(&self, text: &'a str) -> &'a str {
+        self.lang.t(text)
     }
 
     /// `class="active"` on the navigation item of this page.
@@ -120,39 +129,6 @@ pub fn render(
         .render()
         .map(|html| Html(html).into_response())
         .map_err(|source| PortalError::Render { page, source })
-}
-
-/// Energy in the largest unit that keeps it readable.
-pub fn energy(wh: f64) -> String {
-    let abs = wh.abs();
-    if abs >= 1e9 {
-        format!("{:.2} GWh", wh / 1e9)
-    } else if abs >= 1e6 {
-        format!("{:.2} MWh", wh / 1e6)
-    } else if abs >= 1e3 {
-        format!("{:.1} kWh", wh / 1e3)
-    } else {
-        format!("{wh:.0} Wh")
-    }
-}
-
-/// A UTC time as `YYYY-MM-DD HH:MM UTC`.
-pub fn utc_time(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
-/// A duration as the largest whole unit ("3 h", "2 d").
-pub fn age(us: i64) -> String {
-    let minutes = us / 60_000_000;
-    if minutes < 60 {
-        format!("{minutes} min")
-    } else if minutes < 48 * 60 {
-        format!("{} h", minutes / 60)
-    } else {
-        format!("{} d", minutes / (24 * 60))
-    }
 }
 
 /// Whether `email` looks like an address mail could reach (one `@`, a dotted domain, no
@@ -192,12 +168,5 @@ mod tests {
         assert_eq!(local_path(Some("https://evil.test/")), "/");
         assert_eq!(local_path(Some("/\\evil.test")), "/");
         assert_eq!(local_path(None), "/");
-    }
-
-    #[test]
-    fn energy_is_shown_in_a_readable_unit() {
-        assert_eq!(energy(950.0), "950 Wh");
-        assert_eq!(energy(12_345.0), "12.3 kWh");
-        assert_eq!(energy(4_200_000.0), "4.20 MWh");
     }
 }

@@ -170,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/account", get(pages::account::page))
         .route("/account/password", post(pages::account::change_password))
+        .route("/account/language", post(pages::account::set_language))
         .route("/users", get(pages::users::page))
         .route("/users/{id}/active", post(pages::users::set_active))
         .route("/users/invite", post(pages::users::invite))

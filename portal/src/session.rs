@@ -47,6 +47,11 @@ impl Principal {
     pub fn role(&self) -> UserRole {
         self.user.role
     }
+
+    /// The interface language the user chose.
+    pub fn lang(&self) -> crate::i18n::Lang {
+        crate::i18n::Lang::from_code(&self.user.language)
+    }
 }
 
 /// 32 random bytes, URL-safe.

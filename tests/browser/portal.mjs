@@ -159,9 +159,34 @@ try {
     await page.fill("input[name=current_password]", "not my password");
     await page.fill("input[name=new_password]", "another long password");
     await page.fill("input[name=confirm_password]", "another long password");
-    await Promise.all([page.waitForLoadState("load"), page.click("form.stacked button")]);
+    await Promise.all([page.waitForLoadState("load"), page.click("form[action='/account/password'] button")]);
     check(await page.locator(".field-error").count() === 1, `${role}: no field error`);
     await shot(page, `${tag}-account-error`);
+    // French, chosen on the Account page: words, dates and numbers follow; then back.
+    if (role === "installer") {
+      await page.goto(`${base}/account`);
+      await page.selectOption("select[name=language]", "fr");
+      await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Save language')")]);
+      await page.goto(`${base}/`);
+      check((await page.getAttribute("html", "lang")) === "fr", "the page says it is French");
+      check((await page.locator("header nav a.active").textContent()) === "Tableau de bord", "French navigation");
+      check((await page.textContent("main")).includes("Production du parc"), "French dashboard");
+      check(/\d+,\d kWh/.test(await page.textContent("main")), "a decimal comma in energies");
+      await shot(page, "installer-dashboard-fr");
+      await page.goto(`${base}/systems`);
+      check((await page.locator("h1").textContent()) === "Systèmes", "French systems list");
+      await shot(page, "installer-systems-fr");
+      await page.goto(`${base}/activations?stage=all`);
+      await shot(page, "installer-activations-fr");
+      await page.goto(`${base}/users`);
+      check(/\d{2}\/\d{2}\/\d{4} \d{2}:\d{2} UTC/.test(await page.textContent("main")), "French dates");
+      await page.goto(`${base}/help`);
+      check((await page.textContent("main")).includes("États des systèmes"), "French help");
+      await page.goto(`${base}/account`);
+      await page.selectOption("select[name=language]", "en");
+      await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Enregistrer la langue')")]);
+      check((await page.locator("h1").textContent()) === "Account", "back to English");
+    }
     // Paging, when the list has more than one page.
     await page.goto(`${base}/systems`);
     if (await page.locator("a[rel=next]").count()) {

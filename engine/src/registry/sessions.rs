@@ -86,7 +86,7 @@ impl Registry {
                      WHERE s.token_digest = ?1 AND s.expires_us > ?2 AND u.active = 1"
                 ),
                 params![digest(token), now_us],
-                |row| Ok((user_row(row)?, row.get::<_, String>(7)?)),
+                |row| Ok((user_row(row)?, row.get::<_, String>(8)?)),
             )
             .optional()
             .map_err(sql_error("looking up a session"))?;

@@ -65,6 +65,8 @@ pub struct UserRecord {
     /// Set for owners.
     pub owner_id: Option<i64>,
     pub active: bool,
+    /// The interface language the user chose: `en` or `fr`.
+    pub language: String,
 }
 
 /// The hash checked when the e-mail is unknown, so a wrong e-mail takes as long as a wrong
@@ -88,10 +90,10 @@ pub(super) fn hash_password(password: &str) -> Result<String, Error> {
         })
 }
 
-const USER_COLUMNS: &str = "id, email, role, company_id, owner_id, active, password_hash";
+const USER_COLUMNS: &str = "id, email, role, company_id, owner_id, active, password_hash, language";
 /// [`USER_COLUMNS`] of a query where `users` is aliased `u`.
 pub(super) const USER_COLUMNS_OF_U: &str =
-    "u.id, u.email, u.role, u.company_id, u.owner_id, u.active, u.password_hash";
+    "u.id, u.email, u.role, u.company_id, u.owner_id, u.active, u.password_hash, u.language";
 
 pub(super) type UserRow = (
     i64,
@@ -101,6 +103,7 @@ pub(super) type UserRow = (
     Option<i64>,
     bool,
     Option<String>,
+    String,
 );
 
 pub(super) fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
@@ -112,11 +115,12 @@ pub(super) fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
         row.get(4)?,
         row.get(5)?,
         row.get(6)?,
+        row.get(7)?,
     ))
 }
 
 pub(super) fn user_record(
-    (id, email, role, company_id, owner_id, active, hash): UserRow,
+    (id, email, role, company_id, owner_id, active, hash, language): UserRow,
 ) -> Result<(UserRecord, Option<String>), Error> {
     let role = UserRole::parse(&role).ok_or_else(|| Error::Registry {
         context: format!("user {email:?} has an unknown role {role:?}"),
@@ -129,6 +133,7 @@ pub(super) fn user_record(
         company_id,
         owner_id,
         active,
+        language,
     };
     Ok((user, hash))
 }
@@ -224,6 +229,17 @@ impl Registry {
 
 impl Registry {
     /// A user's saved portal preference, if any.
+    /// Sets the user's interface language (`en` or `fr`; the portal checks which).
+    pub fn set_user_language(&self, user_id: i64, language: &str) -> Result<(), Error> {
+        self.connection()
+            .execute(
+                "UPDATE users SET language = ?1 WHERE id = ?2",
+                params![language, user_id],
+            )
+            .map_err(sql_error(format!("setting the language of user {user_id}")))?;
+        Ok(())
+    }
+
     pub fn user_setting(&self, user_id: i64, name: &str) -> Result<Option<String>, Error> {
         self.connection()
             .query_row(

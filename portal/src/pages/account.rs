@@ -16,6 +16,7 @@ use sunfleet_query::Scope;
 
 use super::{Chrome, render, role_label};
 use crate::access::{Need, authorize};
+use crate::i18n::Lang;
 use crate::server::AppState;
 use crate::session::{SESSION_COOKIE, add_cookie, blocking, set_cookie};
 use crate::{PortalError, Principal};
@@ -30,6 +31,7 @@ struct AccountPage {
     sees_users: bool,
     min_chars: usize,
     changed: bool,
+    languages: Vec<(&'static str, &'static str)>,
     /// Field → message.
     errors: Vec<(&'static str, String)>,
 }
@@ -39,7 +41,7 @@ impl AccountPage {
         self.errors
             .iter()
             .find(|(f, _)| *f == field)
-            .map(|(_, m)| m.as_str())
+            .map(|(_, m)| self.chrome.t(m))
     }
 }
 
@@ -71,11 +73,12 @@ async fn account_page(
         &AccountPage {
             chrome: Chrome::new(principal, "Account", "account"),
             email: principal.user.email.clone(),
-            role: role_label(principal.role()),
+            role: principal.lang().t(role_label(principal.role())),
             company,
             sees_users: authorize(principal, Need::CompanyUsers).is_ok(),
             min_chars: MIN_PASSWORD_CHARS,
             changed,
+            languages: Lang::ALL.iter().map(|l| (l.code(), l.name())).collect(),
             errors,
         },
     )?;
@@ -115,7 +118,9 @@ pub async fn change_password(
     if form.new_password.chars().count() < MIN_PASSWORD_CHARS {
         errors.push((
             "new_password",
-            format!("Use at least {MIN_PASSWORD_CHARS} characters."),
+            principal
+                .lang()
+                .fill("Use at least {} characters.", &[&MIN_PASSWORD_CHARS]),
         ));
     } else if form.new_password != form.confirm_password {
         errors.push((
@@ -166,4 +171,28 @@ pub async fn change_password(
         ),
     );
     Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LanguageForm {
+    csrf_token: Option<String>,
+    language: String,
+}
+
+/// Sets the user's interface language (`en` or `fr`).
+pub async fn set_language(
+    State(state): State<AppState>,
+    principal: Principal,
+    Form(form): Form<LanguageForm>,
+) -> Result<Response, PortalError> {
+    principal.check_csrf(form.csrf_token.as_deref())?;
+    let Some(lang) = Lang::ALL.into_iter().find(|l| l.code() == form.language) else {
+        return Err(PortalError::BadRequest {
+            message: format!("unknown language {:?}: en or fr", form.language),
+        });
+    };
+    let registry = Arc::clone(state.registry());
+    let user = principal.user.id;
+    blocking(move || Ok(registry.set_user_language(user, lang.code())?)).await?;
+    Ok(Redirect::to("/account").into_response())
 }

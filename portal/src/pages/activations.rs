@@ -16,14 +16,15 @@ use sunfleet_engine::ids::Serial;
 use sunfleet_engine::registry::{ACTIVATION_STEPS, Activation, ActivationForm, OwnerDetails};
 use sunfleet_engine::time::CivilDate;
 
-use super::{Chrome, render, utc_time, valid_email};
+use super::{Chrome, render, valid_email};
 use crate::access::{Need, authorize};
 use crate::fleet::{self, STAGES, stage_label};
+use crate::i18n::Lang;
 use crate::server::AppState;
 use crate::session::blocking;
 use crate::{PortalError, Principal};
 
-const MONTHS: [&str; 12] = [
+pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
@@ -90,6 +91,7 @@ pub async fn activation_rows(
     let systems = fleet::systems(state.query(), &principal.scope).await?;
     let registry = Arc::clone(state.registry());
     let steps = blocking(move || Ok(registry.activation_step_counts()?)).await?;
+    let lang = principal.lang();
     let mut counts = HashMap::new();
     for s in &systems {
         *counts.entry(stage_label_code(&s.stage)).or_insert(0) += 1;
@@ -104,7 +106,7 @@ pub async fn activation_rows(
         .map(|s| ActivationRow {
             id: s.id,
             name: s.name.clone(),
-            stage: stage_label(&s.stage),
+            stage: lang.t(stage_label(&s.stage)),
             stage_code: stage_label_code(&s.stage),
             percent: percent_complete(steps.get(&i64::from(s.id)).copied().unwrap_or(0) as usize),
             city: s.city.clone(),
@@ -249,12 +251,12 @@ pub type FieldErrors = Vec<(&'static str, String)>;
 
 /// Checks the form and builds what the registry saves; every problem is reported with
 /// its field, nothing is saved unless there are none.
-pub fn parse_form(values: &FormValues) -> Result<ActivationForm, FieldErrors> {
+pub fn parse_form(values: &FormValues, lang: Lang) -> Result<ActivationForm, FieldErrors> {
     let mut errors: FieldErrors = Vec::new();
     let text = |name: &str, max: usize, errors: &mut FieldErrors, field: &'static str| {
         let value = values.get(name);
         if value.chars().count() > max {
-            errors.push((field, format!("At most {max} characters.")));
+            errors.push((field, lang.fill("At most {} characters.", &[&max])));
         }
         value.to_owned()
     };
@@ -308,7 +310,10 @@ pub fn parse_form(values: &FormValues) -> Result<ActivationForm, FieldErrors> {
         match raw.replace(',', ".").parse::<f64>() {
             Ok(x) if x.is_finite() && x.abs() <= limit => Some(x),
             _ => {
-                errors.push((name, format!("A number from -{limit} to {limit}.")));
+                errors.push((
+                    name,
+                    lang.fill("A number from -{} to {}.", &[&limit, &limit]),
+                ));
                 None
             }
         }
@@ -324,7 +329,10 @@ pub fn parse_form(values: &FormValues) -> Result<ActivationForm, FieldErrors> {
         zone => {
             errors.push((
                 "time_zone",
-                format!("{zone:?} is not a time zone; use a name such as Europe/Paris."),
+                lang.fill(
+                    "{} is not a time zone; use a name such as Europe/Paris.",
+                    &[&format!("{zone:?}")],
+                ),
             ));
             String::new()
         }
@@ -337,12 +345,18 @@ pub fn parse_form(values: &FormValues) -> Result<ActivationForm, FieldErrors> {
     {
         match word.parse::<Serial>() {
             Ok(serial) if gateway_serials.contains(&serial) => {
-                errors.push(("gateway_serials", format!("{word} is listed twice.")));
+                errors.push((
+                    "gateway_serials",
+                    lang.fill("{} is listed twice.", &[&word]),
+                ));
             }
             Ok(serial) => gateway_serials.push(serial),
             Err(_) => errors.push((
                 "gateway_serials",
-                format!("{word:?} is not a serial number (1 to 12 digits)."),
+                lang.fill(
+                    "{} is not a serial number (1 to 12 digits).",
+                    &[&format!("{word:?}")],
+                ),
             )),
         }
     }
@@ -397,7 +411,7 @@ pub fn parse_form(values: &FormValues) -> Result<ActivationForm, FieldErrors> {
             _ => {
                 errors.push((
                     "estimate",
-                    format!("{}: kWh from 0 to 10000000.", MONTHS[i]),
+                    lang.fill("{}: kWh from 0 to 10000000.", &[&lang.t(MONTHS[i])]),
                 ));
             }
         }
@@ -467,7 +481,7 @@ impl ActivationPage {
             .errors
             .iter()
             .filter(|(f, _)| *f == field)
-            .map(|(_, m)| m.as_str())
+            .map(|(_, m)| self.chrome.t(m))
             .collect();
         (!messages.is_empty()).then(|| messages.join(" "))
     }
@@ -477,7 +491,7 @@ fn blank_page(principal: &Principal, values: FormValues, errors: FieldErrors) ->
     ActivationPage {
         chrome: Chrome::new(principal, "Add new system", "activations"),
         system_id: None,
-        stage: "Started",
+        stage: principal.lang().t("Started"),
         percent: 0,
         steps: Vec::new(),
         microinverters: 0,
@@ -525,11 +539,11 @@ fn form_values(fields: Vec<(String, String)>) -> (FormValues, Option<String>) {
 }
 
 /// A registry refusal that belongs to a field (a serial taken) becomes its error.
-fn field_error(error: PortalError) -> Result<FieldErrors, PortalError> {
+fn field_error(error: PortalError, lang: Lang) -> Result<FieldErrors, PortalError> {
     match error {
         PortalError::Engine(sunfleet_engine::Error::SerialTaken { serial, .. }) => Ok(vec![(
             "gateway_serials",
-            format!("{serial} is already registered to a system."),
+            lang.fill("{} is already registered to a system.", &[&serial]),
         )]),
         other => Err(other),
     }
@@ -544,7 +558,7 @@ pub async fn create(
     principal.check_csrf(csrf.as_deref())?;
     authorize(&principal, Need::ActivateSystems)?;
     let installer = installer_of(&principal)?;
-    let form = match parse_form(&values) {
+    let form = match parse_form(&values, principal.lang()) {
         Ok(form) => form,
         Err(errors) => {
             let page = render(
@@ -567,7 +581,7 @@ pub async fn create(
     match created {
         Ok(id) => Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response()),
         Err(error) => {
-            let errors = field_error(error)?;
+            let errors = field_error(error, principal.lang())?;
             let page = render(
                 "activation",
                 &blank_page(&principal, values, errors.clone()),
@@ -601,12 +615,13 @@ fn details_page(
     errors: FieldErrors,
     saved: bool,
 ) -> ActivationPage {
+    let lang = principal.lang();
     let steps: Vec<StepRow> = ACTIVATION_STEPS
         .iter()
         .map(|(step, stage)| StepRow {
-            label: step_label(step),
-            stage: stage_label(stage),
-            done_at: activation.steps.get(*step).map(|t| utc_time(*t)),
+            label: lang.t(step_label(step)),
+            stage: lang.t(stage_label(stage)),
+            done_at: activation.steps.get(*step).map(|t| lang.time(*t)),
         })
         .collect();
     let done = steps.iter().filter(|s| s.done_at.is_some()).count();
@@ -625,9 +640,9 @@ fn details_page(
                 .iter()
                 .zip(MONTHS)
                 .map(|(kwh, month)| EstimateRow {
-                    month,
-                    kwh: format!("{kwh:.0}"),
-                    degraded_kwh: format!("{:.0}", kwh * factor),
+                    month: lang.t(month),
+                    kwh: lang.decimal(*kwh, 0),
+                    degraded_kwh: lang.decimal(kwh * factor, 0),
                 })
                 .collect()
         })
@@ -637,16 +652,23 @@ fn details_page(
     ActivationPage {
         chrome: Chrome::new(principal, activation.form.name.clone(), "activations"),
         system_id: Some(activation.system_id),
-        stage: stage_label(&activation.stage),
+        stage: lang.t(stage_label(&activation.stage)),
         percent: percent_complete(done),
         steps,
         microinverters: activation.microinverters,
         estimate,
-        estimate_year: format!(
-            "year {} of operation: {:.1} % annual degradation applied {years} time(s)",
-            years + 1,
-            activation.form.annual_degradation_pct
-        ),
+        estimate_year: match lang {
+            Lang::En => format!(
+                "year {} of operation: {} annual degradation applied {years} time(s)",
+                years + 1,
+                lang.percent(activation.form.annual_degradation_pct, 1)
+            ),
+            Lang::Fr => format!(
+                "année {} d’exploitation : dégradation annuelle de {} appliquée {years} fois",
+                years + 1,
+                lang.percent(activation.form.annual_degradation_pct, 1)
+            ),
+        },
         values,
         errors,
         editable,
@@ -696,7 +718,7 @@ pub async fn update(
             reason: "only the installer of a system edits its activation".to_owned(),
         });
     }
-    let form = match parse_form(&values) {
+    let form = match parse_form(&values, principal.lang()) {
         Ok(form) => form,
         Err(errors) => {
             let page = render(
@@ -719,7 +741,7 @@ pub async fn update(
     match saved {
         Ok(()) => Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response()),
         Err(error) => {
-            let errors = field_error(error)?;
+            let errors = field_error(error, principal.lang())?;
             let page = render(
                 "activation",
                 &details_page(&principal, &activation, values, errors.clone(), false),
@@ -763,7 +785,7 @@ mod tests {
         for m in &months {
             pairs.push((m.as_str(), "400"));
         }
-        let form = parse_form(&values(&pairs)).unwrap();
+        let form = parse_form(&values(&pairs), Lang::En).unwrap();
         assert_eq!(form.gateway_serials.len(), 2);
         assert_eq!(form.latitude, Some(45.76));
         assert_eq!(form.expected_microinverters, Some(12));
@@ -773,16 +795,19 @@ mod tests {
 
     #[test]
     fn bad_fields_are_each_reported() {
-        let errors = parse_form(&values(&[
-            ("name", ""),
-            ("owner_email", "not-an-address"),
-            ("owner_family_name", "X"),
-            ("latitude", "91"),
-            ("longitude", "2"),
-            ("time_zone", "Mars/Olympus"),
-            ("gateway_serials", "12x 1234567890123"),
-            ("estimate_1", "100"),
-        ]))
+        let errors = parse_form(
+            &values(&[
+                ("name", ""),
+                ("owner_email", "not-an-address"),
+                ("owner_family_name", "X"),
+                ("latitude", "91"),
+                ("longitude", "2"),
+                ("time_zone", "Mars/Olympus"),
+                ("gateway_serials", "12x 1234567890123"),
+                ("estimate_1", "100"),
+            ]),
+            Lang::En,
+        )
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
         for field in [

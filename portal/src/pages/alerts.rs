@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Chrome, age, render, utc_time};
+use super::{Chrome, render};
 use crate::access::{Need, authorize};
 use crate::fleet::{self, event_label};
 use crate::server::AppState;
@@ -18,6 +18,7 @@ pub struct AlertRow {
     pub system_name: String,
     pub label: String,
     pub severity: String,
+    pub severity_label: String,
     pub since: String,
     pub for_how_long: String,
     pub details: String,
@@ -57,6 +58,7 @@ pub async fn page(
     let now = sunfleet_engine::time::now_micros();
     let alerts = fleet::open_alerts(state.query(), &principal.scope).await?;
     let selected = query.kind.filter(|k| !k.is_empty());
+    let lang = principal.lang();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for alert in &alerts {
         *counts.entry(alert.code.clone()).or_default() += 1;
@@ -64,7 +66,7 @@ pub async fn page(
     let types = counts
         .into_iter()
         .map(|(code, count)| TypeCount {
-            label: event_label(&code),
+            label: lang.t(&event_label(&code)).to_owned(),
             selected: selected.as_deref() == Some(code.as_str()),
             code,
             count,
@@ -76,10 +78,11 @@ pub async fn page(
         .map(|a| AlertRow {
             system_id: a.system_id,
             system_name: a.system_name.clone(),
-            label: a.label.clone(),
+            label: lang.t(&a.label).to_owned(),
             severity: a.severity.clone(),
-            since: utc_time(a.started_us),
-            for_how_long: age(now - a.started_us),
+            severity_label: lang.t(&a.severity).to_owned(),
+            since: lang.time(a.started_us),
+            for_how_long: lang.age(now - a.started_us),
             details: a.details.clone(),
             city: a.city.clone(),
             region: a.region.clone(),

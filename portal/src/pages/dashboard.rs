@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Chrome, energy, render};
+use super::{Chrome, render};
 use crate::access::{Need, authorize};
 use crate::fleet::{
     self, ServiceSummary, SystemLine, activating, in_alert, stage_label, status_label,
@@ -93,6 +93,7 @@ pub async fn page(
         })
         .filter(|s| matches_search(s, &search))
         .collect();
+    let lang = principal.lang();
     let rows: Vec<BoxRow> = matching
         .iter()
         .take(BOX_ROWS)
@@ -100,8 +101,8 @@ pub async fn page(
             id: s.id,
             name: s.name.clone(),
             status: s.status.clone(),
-            status_label: status_label(&s.status),
-            stage: stage_label(&s.stage),
+            status_label: lang.t(status_label(&s.status)),
+            stage: lang.t(stage_label(&s.stage)),
             city: s.city.clone(),
             region: s.region.clone(),
         })
@@ -121,10 +122,10 @@ pub async fn page(
         scorecard_systems: card.systems,
         normal_pct: card
             .normal_pct
-            .map_or_else(|| "–".to_owned(), |p| format!("{p:.0} %")),
-        energy_today: energy(card.energy_today_wh),
-        energy_week: energy(card.energy_past_7_days_wh),
-        energy_month: energy(card.energy_month_wh),
+            .map_or_else(|| "–".to_owned(), |p| lang.percent(p, 0)),
+        energy_today: lang.energy(card.energy_today_wh),
+        energy_week: lang.energy(card.energy_past_7_days_wh),
+        energy_month: lang.energy(card.energy_month_wh),
         chart_json: serde_json::json!({
             "labels": card.daily_wh.iter().map(|(d, _)| d).collect::<Vec<_>>(),
             "values": card.daily_wh.iter().map(|(_, wh)| (wh / 100.0).round() / 10.0).collect::<Vec<_>>(),
@@ -134,11 +135,11 @@ pub async fn page(
         chart_rows: card
             .daily_wh
             .iter()
-            .map(|(d, wh)| (d.clone(), energy(*wh)))
+            .map(|(d, wh)| (d.clone(), lang.energy(*wh)))
             .collect(),
         mttr: card
             .mean_time_to_resolve_h
-            .map_or_else(|| "–".to_owned(), |h| format!("{h:.1} h")),
+            .map_or_else(|| "–".to_owned(), |h| format!("{} h", lang.decimal(h, 1))),
     };
     render("dashboard", &page)
 }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Chrome, render, utc_time};
+use super::{Chrome, render};
 use crate::server::AppState;
 use crate::session::blocking;
 use crate::{PortalError, Principal};
@@ -49,18 +49,19 @@ async fn privacy_page(
     let registry = Arc::clone(state.registry());
     let user = principal.user.id;
     let keys = blocking(move || Ok(registry.api_keys_of(user)?)).await?;
+    let lang = principal.lang();
     let keys = keys
         .into_iter()
         .map(|k| KeyRow {
             id: k.id,
             name: k.name,
             prefix: k.prefix,
-            created: utc_time(k.created_us),
+            created: lang.time(k.created_us),
             last_used: k
                 .last_used_us
-                .map(utc_time)
-                .unwrap_or_else(|| "never".into()),
-            revoked: k.revoked_us.map(utc_time),
+                .map(|t| lang.time(t))
+                .unwrap_or_else(|| lang.t("never").to_owned()),
+            revoked: k.revoked_us.map(|t| lang.time(t)),
         })
         .collect();
     let status = if name_error.is_some() {
@@ -124,7 +125,10 @@ pub async fn create_key(
     match created {
         Some(key) => privacy_page(&state, &principal, Some(key.key), None, String::new()).await,
         None => {
-            let error = format!("You have {MAX_LIVE_KEYS} live keys: revoke one first.");
+            let error = principal.lang().fill(
+                "You have {} live keys: revoke one first.",
+                &[&MAX_LIVE_KEYS],
+            );
             privacy_page(&state, &principal, None, Some(error), form.name).await
         }
     }

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
-use super::{Chrome, energy, render, utc_time};
+use super::{Chrome, render};
 use crate::access::{Need, authorize};
 use crate::fleet::{self, ServiceSummary, service_group};
 use crate::server::AppState;
@@ -47,11 +47,12 @@ pub async fn page(
     let systems = fleet::systems_with_figures(engine, &principal.scope, now).await?;
     let card = fleet::scorecard(engine, &principal.scope, &systems, now).await?;
     let summary = fleet::service_summary(engine, &principal.scope).await?;
+    let lang = principal.lang();
     let requests = fleet::service_requests(engine, &principal.scope)
         .await?
         .into_iter()
         .map(|r| RequestRow {
-            group: service_group(&r.state),
+            group: lang.t(service_group(&r.state)),
             id: r.id,
             kind: r.kind.replace('_', " "),
             system_id: r.system_id,
@@ -59,8 +60,8 @@ pub async fn page(
             state: r.state,
             rma: r.rma_number.unwrap_or_default(),
             reason: r.reason,
-            created: utc_time(r.created_us),
-            updated: utc_time(r.updated_us),
+            created: lang.time(r.created_us),
+            updated: lang.time(r.updated_us),
         })
         .collect();
     render(
@@ -72,12 +73,12 @@ pub async fn page(
             systems: card.systems,
             normal_pct: card
                 .normal_pct
-                .map_or_else(|| "–".to_owned(), |p| format!("{p:.0} %")),
-            energy_today: energy(card.energy_today_wh),
-            energy_month: energy(card.energy_month_wh),
+                .map_or_else(|| "–".to_owned(), |p| lang.percent(p, 0)),
+            energy_today: lang.energy(card.energy_today_wh),
+            energy_month: lang.energy(card.energy_month_wh),
             mttr: card
                 .mean_time_to_resolve_h
-                .map_or_else(|| "–".to_owned(), |h| format!("{h:.1} h")),
+                .map_or_else(|| "–".to_owned(), |h| format!("{} h", lang.decimal(h, 1))),
         },
     )
 }

@@ -18,6 +18,7 @@ use sunfleet_query::Scope;
 
 use super::{local_path, render};
 use crate::PortalError;
+use crate::i18n::Lang;
 use crate::server::AppState;
 use crate::session::{
     SESSION_COOKIE, add_cookie, blocking, cookie, principal_of_token, random_token, set_cookie,
@@ -28,6 +29,7 @@ const SIGN_IN_COOKIE: &str = "sunfleet_signin";
 #[derive(Template)]
 #[template(path = "signin.html")]
 struct SignInPage {
+    lang: Lang,
     next: String,
     email: String,
     form_token: String,
@@ -39,9 +41,14 @@ pub struct SignInQuery {
     next: Option<String>,
 }
 
-pub async fn form(State(state): State<AppState>, Query(query): Query<SignInQuery>) -> Response {
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SignInQuery>,
+) -> Response {
     page(
         &state,
+        &headers,
         local_path(query.next.as_deref()),
         String::new(),
         None,
@@ -49,8 +56,18 @@ pub async fn form(State(state): State<AppState>, Query(query): Query<SignInQuery
     )
 }
 
+/// Before sign-in the browser's language decides.
+fn browser_lang(headers: &HeaderMap) -> Lang {
+    Lang::from_accept_language(
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
 fn page(
     state: &AppState,
+    headers: &HeaderMap,
     next: String,
     email: String,
     error: Option<String>,
@@ -58,6 +75,7 @@ fn page(
 ) -> Response {
     let form_token = random_token();
     let page = SignInPage {
+        lang: browser_lang(headers),
         next,
         email,
         form_token: form_token.clone(),
@@ -100,6 +118,7 @@ pub async fn submit(
     if expected.is_none() || expected != form.form_token.as_deref() {
         return page(
             &state,
+            &headers,
             next,
             email,
             Some(PortalError::CsrfMismatch.to_string()),
@@ -115,6 +134,7 @@ pub async fn submit(
             .fetch_add(1, Ordering::Relaxed);
         let mut response = page(
             &state,
+            &headers,
             next,
             email,
             Some(PortalError::TooManyAttempts { retry_after_s }.to_string()),
@@ -130,6 +150,7 @@ pub async fn submit(
     if email.is_empty() || form.password.is_empty() {
         return page(
             &state,
+            &headers,
             next,
             email,
             Some("Enter your e-mail address and password.".to_owned()),
@@ -148,6 +169,7 @@ pub async fn submit(
             .fetch_add(1, Ordering::Relaxed);
         return page(
             &state,
+            &headers,
             next,
             email,
             Some(

@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::dashboard::matches_search;
-use super::{Chrome, energy, render, utc_time};
+use super::{Chrome, render};
 use crate::access::{Need, authorize};
 use crate::fleet::{self, SystemLine, stage_label, status_label};
+use crate::i18n::Lang;
 use crate::server::AppState;
 use crate::session::blocking;
 use crate::{PortalError, Principal};
@@ -118,9 +119,10 @@ impl Column {
         Self::ALL.into_iter().find(|c| c.key() == key)
     }
 
-    pub fn cell(self, s: &SystemLine) -> String {
+    /// The value a page shows, in `lang`.
+    pub fn cell(self, s: &SystemLine, lang: Lang) -> String {
         match self {
-            Column::Status => status_label(&s.status).to_owned(),
+            Column::Status => lang.t(status_label(&s.status)).to_owned(),
             Column::Issues => s.open_events.to_string(),
             Column::Installer => s.installer.clone(),
             Column::Reference => s.installer_reference.clone(),
@@ -128,17 +130,26 @@ impl Column {
             Column::City => s.city.clone(),
             Column::Region => s.region.clone(),
             Column::Country => s.country.clone(),
-            Column::Stage => stage_label(&s.stage).to_owned(),
-            Column::Kind => s.kind.clone(),
+            Column::Stage => lang.t(stage_label(&s.stage)).to_owned(),
+            Column::Kind => lang.t(&s.kind).to_owned(),
             Column::Connection => s.internet_connection.clone(),
-            Column::EnergyToday => s.energy_today_wh.map(energy).unwrap_or_default(),
-            Column::Energy7Days => s.energy_past_7_days_wh.map(energy).unwrap_or_default(),
-            Column::EnergyMonth => s.energy_month_wh.map(energy).unwrap_or_default(),
+            Column::EnergyToday => s
+                .energy_today_wh
+                .map(|e| lang.energy(e))
+                .unwrap_or_default(),
+            Column::Energy7Days => s
+                .energy_past_7_days_wh
+                .map(|e| lang.energy(e))
+                .unwrap_or_default(),
+            Column::EnergyMonth => s
+                .energy_month_wh
+                .map(|e| lang.energy(e))
+                .unwrap_or_default(),
             Column::EstimatePct => s
                 .lifetime_estimate_pct
-                .map(|p| format!("{p:.0} %"))
+                .map(|p| lang.percent(p, 0))
                 .unwrap_or_default(),
-            Column::LastReport => s.last_report_us.map(utc_time).unwrap_or_default(),
+            Column::LastReport => s.last_report_us.map(|t| lang.time(t)).unwrap_or_default(),
         }
     }
 
@@ -157,7 +168,8 @@ impl Column {
                 .unwrap_or_default(),
             Column::Status => s.status.clone(),
             Column::Stage => s.stage.clone(),
-            other => other.cell(s),
+            // A CSV is read by programs: English, whoever downloads it.
+            other => other.cell(s, Lang::En),
         }
     }
 
@@ -185,9 +197,9 @@ impl Column {
             Column::EstimatePct => numbers(a.lifetime_estimate_pct, b.lifetime_estimate_pct),
             Column::LastReport => a.last_report_us.cmp(&b.last_report_us),
             other => other
-                .cell(a)
+                .cell(a, Lang::En)
                 .to_lowercase()
-                .cmp(&other.cell(b).to_lowercase()),
+                .cmp(&other.cell(b, Lang::En).to_lowercase()),
         }
     }
 }
@@ -309,10 +321,11 @@ pub async fn page(
     let total = systems.len();
     let pages = total.div_ceil(PAGE_ROWS).max(1);
     let page = query.page.unwrap_or(1).clamp(1, pages);
+    let lang = principal.lang();
     let header = |key: &str, heading: &'static str| {
         let current = sort == key;
         HeaderCell {
-            heading,
+            heading: lang.t(heading),
             href: link(
                 &search,
                 key,
@@ -339,7 +352,7 @@ pub async fn page(
             id: s.id,
             name: s.name.clone(),
             status: s.status.clone(),
-            cells: columns.iter().map(|c| c.cell(s)).collect(),
+            cells: columns.iter().map(|c| c.cell(s, lang)).collect(),
         })
         .collect::<Vec<_>>();
     let first = if total == 0 {
@@ -365,7 +378,7 @@ pub async fn page(
             .iter()
             .map(|c| ColumnChoice {
                 key: c.key(),
-                heading: c.heading(),
+                heading: lang.t(c.heading()),
                 checked: columns.contains(c),
             })
             .collect(),
@@ -377,7 +390,7 @@ pub async fn page(
         pages,
         previous_href: (page > 1).then(|| link(&search, &sort, dir, page - 1)),
         next_href: (page < pages).then(|| link(&search, &sort, dir, page + 1)),
-        fleet_today: energy(fleet_today),
+        fleet_today: lang.energy(fleet_today),
         csv_href,
         search,
     };

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sunfleet_engine::registry::{NewMember, UserRole};
 use sunfleet_engine::time::CivilDate;
 
-use super::{Chrome, render, role_label, utc_time, valid_email};
+use super::{Chrome, render, role_label, valid_email};
 use crate::access::{Need, authorize};
 use crate::server::AppState;
 use crate::session::blocking;
@@ -89,7 +89,7 @@ impl UsersPage {
             .errors
             .iter()
             .filter(|(f, _)| *f == field)
-            .map(|(_, m)| m.as_str())
+            .map(|(_, m)| self.chrome.t(m))
             .collect();
         (!messages.is_empty()).then(|| messages.join(" "))
     }
@@ -143,6 +143,7 @@ async fn users_page(
     })
     .await?;
     let now = sunfleet_engine::time::now_micros();
+    let lang = principal.lang();
     let subcontractors = subcontractors
         .into_iter()
         .map(|c| SubcontractorRow {
@@ -155,11 +156,11 @@ async fn users_page(
                 .map(|g| GrantRow {
                     system_id: g.system_id,
                     system_name: g.system_name,
-                    granted: utc_time(g.granted_us),
+                    granted: lang.time(g.granted_us),
                     ends: g
                         .ends_us
-                        .map(utc_time)
-                        .unwrap_or_else(|| "until revoked".into()),
+                        .map(|t| lang.time(t))
+                        .unwrap_or_else(|| lang.t("until revoked").to_owned()),
                     active: g.ends_us.is_none_or(|end| end > now),
                 })
                 .collect(),
@@ -172,20 +173,20 @@ async fn users_page(
             id: u.id,
             name: format!("{} {}", u.given_name, u.family_name),
             email: u.email,
-            role: role_label(u.role),
+            role: lang.t(role_label(u.role)),
             active: u.active,
             last_login: u
                 .last_login_us
-                .map(utc_time)
-                .unwrap_or_else(|| "never".to_owned()),
+                .map(|t| lang.time(t))
+                .unwrap_or_else(|| lang.t("never").to_owned()),
         })
         .collect();
     let audit = audit
         .into_iter()
         .map(|a| AuditRow {
-            at: utc_time(a.at_us),
+            at: lang.time(a.at_us),
             who: a.user_email.unwrap_or_default(),
-            action: a.action.replace('_', " "),
+            action: lang.t(&a.action.replace('_', " ")).to_owned(),
             target: match a.target_id {
                 Some(id) => format!("{} {id}", a.target_kind),
                 None => a.target_kind,
@@ -384,8 +385,13 @@ pub async fn invite(
             invited: Some((invitation.email, invitation_link(&base, &invitation.token))),
             ..Feedback::default()
         },
-        Err(PortalError::Engine(error @ sunfleet_engine::Error::EmailTaken { .. })) => Feedback {
-            errors: vec![("invite_email", error.to_string())],
+        Err(PortalError::Engine(sunfleet_engine::Error::EmailTaken { email })) => Feedback {
+            errors: vec![(
+                "invite_email",
+                principal
+                    .lang()
+                    .fill("{} already has an account", &[&email]),
+            )],
             values,
             ..Feedback::default()
         },
@@ -463,8 +469,13 @@ pub async fn add_subcontractor(
             invited: Some((invitation.email, invitation_link(&base, &invitation.token))),
             ..Feedback::default()
         },
-        Err(PortalError::Engine(error @ sunfleet_engine::Error::EmailTaken { .. })) => Feedback {
-            errors: vec![("sub_email", error.to_string())],
+        Err(PortalError::Engine(sunfleet_engine::Error::EmailTaken { email })) => Feedback {
+            errors: vec![(
+                "sub_email",
+                principal
+                    .lang()
+                    .fill("{} already has an account", &[&email]),
+            )],
             values,
             ..Feedback::default()
         },
@@ -504,7 +515,12 @@ pub async fn grant(
     {
         match word.trim_start_matches('#').parse::<u32>() {
             Ok(id) => systems.push(i64::from(id)),
-            Err(_) => errors.push(("grant_systems", format!("{word:?} is not a system ID."))),
+            Err(_) => errors.push((
+                "grant_systems",
+                principal
+                    .lang()
+                    .fill("{} is not a system ID.", &[&format!("{word:?}")]),
+            )),
         }
     }
     if systems.is_empty() && errors.iter().all(|(f, _)| *f != "grant_systems") {
@@ -551,13 +567,20 @@ pub async fn grant(
     .await;
     let feedback = match outcome {
         Ok(()) => Feedback {
-            notice: Some(format!("Access granted to {count} system(s).")),
+            notice: Some(
+                principal
+                    .lang()
+                    .fill("Access granted to {} system(s).", &[&count]),
+            ),
             ..Feedback::default()
         },
         Err(PortalError::Engine(sunfleet_engine::Error::UnknownSystem { system_id })) => Feedback {
             errors: vec![(
                 "grant_systems",
-                format!("Your company has no system {system_id}; nothing was granted."),
+                principal.lang().fill(
+                    "Your company has no system {}; nothing was granted.",
+                    &[&system_id],
+                ),
             )],
             values,
             ..Feedback::default()

@@ -13,12 +13,14 @@ use sunfleet_engine::registry::MIN_PASSWORD_CHARS;
 
 use super::render;
 use crate::PortalError;
+use crate::i18n::Lang;
 use crate::server::AppState;
 use crate::session::{SESSION_COOKIE, add_cookie, blocking, set_cookie};
 
 #[derive(Template)]
 #[template(path = "welcome.html")]
 struct WelcomePage {
+    lang: Lang,
     token: String,
     email: String,
     min_chars: usize,
@@ -51,6 +53,7 @@ pub async fn form(
     render(
         "welcome",
         &WelcomePage {
+            lang: Lang::from_code(&user.language),
             token,
             email: user.email,
             min_chars: MIN_PASSWORD_CHARS,
@@ -79,7 +82,10 @@ pub async fn submit(
         .await?
         .ok_or_else(invalid)?;
     let problem = if form.password.chars().count() < MIN_PASSWORD_CHARS {
-        Some(format!("Use at least {MIN_PASSWORD_CHARS} characters."))
+        Some(
+            Lang::from_code(&user.language)
+                .fill("Use at least {} characters.", &[&MIN_PASSWORD_CHARS]),
+        )
     } else if form.password != form.confirm_password {
         Some("The two passwords differ.".to_owned())
     } else {
@@ -89,6 +95,7 @@ pub async fn submit(
         let mut page = render(
             "welcome",
             &WelcomePage {
+                lang: Lang::from_code(&user.language),
                 token: form.token,
                 email: user.email,
                 min_chars: MIN_PASSWORD_CHARS,
