@@ -71,7 +71,7 @@ impl Lang {
     }
 
     /// `text` in this language.
-    pub fn t<'a>(self, text: &'a str) -> &'a str {
+    pub fn t(self, text: &str) -> &str {
         match self {
             Lang::En => text,
             Lang::Fr => french().get(text).copied().unwrap_or(text),
