@@ -23,6 +23,11 @@ pub struct Demo {
 }
 
 pub fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
+    start_demo_with(data, portal_port, 12)
+}
+
+/// A demo of `systems` systems (41 or more make two installer companies).
+pub fn start_demo_with(data: &std::path::Path, portal_port: u16, systems: u32) -> Demo {
     let portal = format!("127.0.0.1:{portal_port}");
     let quic = format!("127.0.0.1:{}", free_udp_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
@@ -30,7 +35,7 @@ pub fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
         .arg(data)
         .args([
             "--systems",
-            "12",
+            &systems.to_string(),
             "--history-days",
             "1",
             "--portal",

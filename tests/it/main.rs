@@ -9,6 +9,7 @@ mod import_export;
 mod members;
 mod serve;
 mod sql_endpoints;
+mod sweep;
 mod tasks;
 
 use std::path::PathBuf;

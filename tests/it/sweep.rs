@@ -1,0 +1,171 @@
+//! The access sweep (issue #6): every portal route, with every role, in a demo of two
+//! installer companies. No page, JSON answer, CSV or SQL result names a system outside
+//! the role's scope, and another company's system ids answer 404.
+
+use std::collections::BTreeSet;
+
+use crate::demo::{PASSWORD, start_demo_with};
+use crate::free_tcp_port;
+use crate::http::{Client, hidden_field};
+
+const PAGES: &[&str] = &[
+    "/",
+    "/?tab=alerts",
+    "/?tab=activations",
+    "/?q=1",
+    "/alerts",
+    "/systems",
+    "/systems?sort=name&dir=desc",
+    "/systems?page=2",
+    "/systems.csv",
+    "/activations",
+    "/activations?stage=all",
+    "/activations?stage=ready",
+    "/activations/new",
+    "/services",
+    "/privacy",
+    "/help",
+    "/account",
+    "/users",
+];
+
+/// JSON answers and the key naming a system in their lists.
+const JSON: &[(&str, &str, &str)] = &[
+    ("/api/systems", "systems", "id"),
+    ("/api/alerts", "alerts", "system_id"),
+    ("/api/activations?stage=all", "activations", "system_id"),
+];
+
+/// SQL naming systems, per table an analyst may read.
+const SQL: &[&str] = &[
+    "SELECT id FROM systems",
+    "SELECT DISTINCT system_id FROM readings",
+    "SELECT DISTINCT system_id FROM rollup_day",
+    "SELECT DISTINCT system_id FROM devices",
+    "SELECT DISTINCT system_id FROM events",
+    "SELECT DISTINCT system_id FROM activation_steps",
+    "SELECT DISTINCT system_id FROM subcontractor_grants",
+    "SELECT DISTINCT system_id FROM service_requests",
+    "SELECT DISTINCT system_id FROM production_estimates",
+];
+
+fn json(client: &mut Client, path: &str) -> serde_json::Value {
+    let answer = client.get(path);
+    assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+fn ids_in(value: &serde_json::Value, list: &str, key: &str) -> BTreeSet<u64> {
+    value[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[key].as_u64().unwrap())
+        .collect()
+}
+
+fn sql_ids(client: &mut Client, csrf: &str, text: &str) -> Option<BTreeSet<u64>> {
+    let answer = client.request(
+        "POST",
+        "/api/sql?format=json",
+        &[("X-CSRF-Token", csrf), ("Content-Type", "text/plain")],
+        Some(text),
+    );
+    if answer.status == 403 {
+        return None;
+    }
+    assert_eq!(answer.status, 200, "{text}: {}", answer.body);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&answer.body).unwrap();
+    Some(
+        rows.iter()
+            .filter_map(|row| row.as_object()?.values().next()?.as_u64())
+            .collect(),
+    )
+}
+
+#[test]
+fn every_route_with_every_role_shows_only_that_roles_systems() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo_with(&dir.path().join("demo"), free_tcp_port(), 45);
+    let mut operator = Client::new(&demo.portal);
+    operator.sign_in(&demo.accounts["platform administrator"], PASSWORD);
+    let all = ids_in(&json(&mut operator, "/api/systems"), "systems", "id");
+    assert_eq!(
+        all.len(),
+        45,
+        "the platform administrator sees the whole fleet"
+    );
+
+    for (role, email) in &demo.accounts {
+        let mut client = Client::new(&demo.portal);
+        assert_eq!(client.sign_in(email, PASSWORD).status, 303, "{role}");
+        let csrf = hidden_field(&client.get("/privacy").body, "csrf_token").unwrap();
+        let analyst = role.starts_with("analyst");
+        let visible: BTreeSet<u64> = if analyst {
+            sql_ids(&mut client, &csrf, "SELECT id FROM systems").unwrap()
+        } else {
+            ids_in(&json(&mut client, "/api/systems"), "systems", "id")
+        };
+        assert!(!visible.is_empty(), "{role} sees nothing");
+        let others: Vec<u64> = all.difference(&visible).copied().collect();
+        if role.starts_with("installer") || analyst {
+            assert!(!others.is_empty(), "{role}: the demo has a second company");
+        }
+
+        for path in PAGES {
+            let page = client.get(path);
+            assert!(
+                matches!(page.status, 200 | 403),
+                "{role} {path}: {}",
+                page.status
+            );
+            for other in &others {
+                assert!(
+                    !page.body.contains(&format!("#{other}<")),
+                    "{role} {path} names system {other}"
+                );
+            }
+            if *path == "/systems.csv" && page.status == 200 {
+                for line in page.body.lines().skip(1) {
+                    let id: u64 = line.split(',').next().unwrap().parse().unwrap();
+                    assert!(visible.contains(&id), "{role}: the CSV lists system {id}");
+                }
+            }
+        }
+        for (path, list, key) in JSON {
+            let answer = client.get(path);
+            if analyst {
+                assert_eq!(answer.status, 403, "{role} {path}");
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+            let shown = ids_in(&value, list, key);
+            assert!(
+                shown.is_subset(&visible),
+                "{role} {path} shows {:?}",
+                shown.difference(&visible).collect::<Vec<_>>()
+            );
+        }
+        for other in others.iter().take(8) {
+            for path in [
+                format!("/activations/{other}"),
+                format!("/api/activations/{other}"),
+            ] {
+                let status = client.get(&path).status;
+                assert!(
+                    status == 404 || (analyst && status == 403),
+                    "{role} {path}: {status}"
+                );
+            }
+        }
+        for text in SQL {
+            if let Some(ids) = sql_ids(&mut client, &csrf, text) {
+                assert!(
+                    ids.is_subset(&visible),
+                    "{role}: {text} names {:?}",
+                    ids.difference(&visible).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
