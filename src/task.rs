@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use sunfleet_engine::grid_profiles::{GRID_PROFILES, grid_profile};
 use sunfleet_engine::ids::Serial;
 use sunfleet_engine::registry::Registry;
 use sunfleet_ingest::frame::TaskKind;
@@ -66,8 +67,17 @@ pub fn run(args: TaskArgs) -> anyhow::Result<ExitCode> {
             let kind = TaskKind::from_name(&kind).with_context(|| {
                 format!("unknown task kind {kind:?}; one of: {}", kinds.join(", "))
             })?;
-            serde_json::from_str::<serde_json::Value>(&parameters)
+            let json = serde_json::from_str::<serde_json::Value>(&parameters)
                 .with_context(|| format!("--parameters is not JSON: {parameters}"))?;
+            if kind == TaskKind::GridProfile {
+                let names: Vec<&str> = GRID_PROFILES.iter().map(|p| p.name).collect();
+                let profile = json["profile"].as_str().unwrap_or_default();
+                anyhow::ensure!(
+                    grid_profile(profile).is_some(),
+                    "a grid_profile task needs {{\"profile\": NAME}} with one of: {}",
+                    names.join(", ")
+                );
+            }
             let now = sunfleet_engine::time::now_micros();
             let id = registry.queue_task(device, kind.name(), &parameters, None, now)?;
             println!("task {id} queued: {} for gateway {serial}", kind.name());

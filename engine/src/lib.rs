@@ -19,6 +19,7 @@ pub mod dedup;
 pub mod directory;
 pub mod error;
 pub mod failpoint;
+pub mod grid_profiles;
 pub mod ids;
 pub mod manifest;
 pub mod registry;

@@ -11,6 +11,8 @@ pub enum PortalError {
     SignInRequired { api: bool, next: String },
     #[error("the API key is unknown, revoked, or its user is deactivated")]
     InvalidApiKey,
+    #[error("the feed link is unknown or revoked")]
+    InvalidFeed,
     #[error("{reason}")]
     Forbidden { reason: String },
     #[error("{what} not found")]
@@ -37,9 +39,9 @@ pub enum PortalError {
 impl PortalError {
     pub fn status(&self) -> StatusCode {
         match self {
-            PortalError::SignInRequired { .. } | PortalError::InvalidApiKey => {
-                StatusCode::UNAUTHORIZED
-            }
+            PortalError::SignInRequired { .. }
+            | PortalError::InvalidApiKey
+            | PortalError::InvalidFeed => StatusCode::UNAUTHORIZED,
             PortalError::Forbidden { .. } => StatusCode::FORBIDDEN,
             PortalError::NotFound { .. } => StatusCode::NOT_FOUND,
             PortalError::BadRequest { .. } => StatusCode::BAD_REQUEST,

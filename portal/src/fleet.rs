@@ -363,6 +363,26 @@ pub async fn service_requests(
         .collect())
 }
 
+/// The scope's gateways (not retired) per grid profile name (`""`: not known).
+pub async fn grid_profile_counts(
+    query: &QueryEngine,
+    scope: &Scope,
+) -> Result<HashMap<String, i64>, PortalError> {
+    let answer = query
+        .sql(
+            scope,
+            "SELECT COALESCE(grid_profile, ''), CAST(count(*) AS BIGINT) FROM devices
+              WHERE kind = 'gateway' AND state <> 'retired' GROUP BY 1",
+        )
+        .await?;
+    Ok(answer
+        .strings(0)
+        .into_iter()
+        .zip(answer.i64s(1))
+        .map(|(name, count)| (name.unwrap_or_default(), count.unwrap_or(0)))
+        .collect())
+}
+
 /// The company performance scorecard from the systems (with figures) and ended events.
 pub async fn scorecard(
     query: &QueryEngine,

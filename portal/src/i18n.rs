@@ -687,6 +687,50 @@ pub const FRENCH: &[(&str, &str)] = &[
         "Use at least {} characters.",
         "Utilisez au moins {} caractères.",
     ),
+    ("Third-party reporting", "Rapports à des tiers"),
+    (
+        "A feed link lets a third party (a utility, an incentive programme) download your systems' monthly production as CSV, without an account. Revoke it when the arrangement ends.",
+        "Un lien de flux permet à un tiers (un gestionnaire de réseau, un programme d’incitation) de télécharger la production mensuelle de vos systèmes en CSV, sans compte. Révoquez-le à la fin de l’accord.",
+    ),
+    (
+        "New feed link (copy it now, it is not shown again)",
+        "Nouveau lien de flux (copiez-le maintenant, il ne sera plus affiché)",
+    ),
+    ("Third party", "Tiers"),
+    ("No feed yet.", "Aucun flux pour l’instant."),
+    ("Create feed link", "Créer le lien de flux"),
+    ("Grid profiles", "Profils réseau"),
+    (
+        "The interconnection rules a gateway applies to its microinverters. A gateway reports the profile it applied.",
+        "Les règles de raccordement qu’une passerelle applique à ses micro-onduleurs. Une passerelle signale le profil qu’elle a appliqué.",
+    ),
+    ("Profile", "Profil"),
+    ("Region", "Région"),
+    ("Grid", "Réseau"),
+    ("Your gateways", "Vos passerelles"),
+    ("Not reported yet", "Pas encore signalé"),
+    (
+        "Passwords only as argon2 hashes; sessions, invitation links, API keys and feed links only as digests.",
+        "Les mots de passe uniquement sous forme d’empreintes argon2 ; les sessions, liens d’invitation, clés d’API et liens de flux uniquement sous forme de condensés.",
+    ),
+    (
+        "Name the third party (1 to 100 characters).",
+        "Nommez le tiers (1 à 100 caractères).",
+    ),
+    ("United States", "États-Unis"),
+    ("Canada", "Canada"),
+    ("France", "France"),
+    ("Germany", "Allemagne"),
+    ("Europe", "Europe"),
+    ("Great Britain", "Grande-Bretagne"),
+    ("Australia and New Zealand", "Australie et Nouvelle-Zélande"),
+    ("Brazil", "Brésil"),
+    ("South Africa", "Afrique du Sud"),
+    ("Japan", "Japon"),
+    ("Other 50 Hz grids", "Autres réseaux à 50 Hz"),
+    ("Other 60 Hz grids", "Autres réseaux à 60 Hz"),
+    ("report feed created", "flux de rapport créé"),
+    ("report feed revoked", "flux de rapport révoqué"),
 ];
 
 #[cfg(test)]
@@ -746,6 +790,11 @@ mod tests {
         labels.extend(UserRole::ALL.iter().map(|r| role_label(*r).to_owned()));
         labels.extend(Column::ALL.iter().map(|c| c.heading().to_owned()));
         labels.extend(MONTHS.iter().map(|m| m.to_string()));
+        labels.extend(
+            sunfleet_engine::grid_profiles::GRID_PROFILES
+                .iter()
+                .map(|p| p.region.to_owned()),
+        );
         labels.extend(
             (1..=64)
                 .filter_map(sunfleet_engine::telemetry::EventKind::from_number)

@@ -15,11 +15,12 @@ pub mod users;
 pub mod welcome;
 
 use axum::extract::Path;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use sunfleet_engine::registry::UserRole;
 
 use crate::i18n::Lang;
+use crate::server::AppState;
 use crate::{PortalError, Principal};
 
 /// The browser assets, embedded in the binary: name, content type, body. The vendored
@@ -129,6 +130,29 @@ pub fn render(
         .render()
         .map(|html| Html(html).into_response())
         .map_err(|source| PortalError::Render { page, source })
+}
+
+/// The portal's own address for links people receive (invitations, feeds): the configured
+/// public URL, or else the address the browser reached.
+pub fn link_base(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.shared().config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.shared().config.listen.to_string());
+    let scheme = if state.shared().config.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
 }
 
 /// Whether `email` looks like an address mail could reach (one `@`, a dotted domain, no

@@ -27,6 +27,9 @@ pub struct PortalConfig {
     /// Mark cookies `Secure` (the portal is reached over HTTPS, e.g. behind a proxy).
     pub secure_cookies: bool,
     pub sign_in_limits: ThrottleLimits,
+    /// The address people reach the portal at (`https://portal.example.com`), for links
+    /// sent to them; without it, the address of the request.
+    pub public_url: Option<String>,
 }
 
 impl PortalConfig {
@@ -36,6 +39,7 @@ impl PortalConfig {
             session_lifetime_us: 12 * 3_600_000_000,
             secure_cookies: false,
             sign_in_limits: ThrottleLimits::default(),
+            public_url: None,
         }
     }
 }
@@ -167,6 +171,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/privacy/keys/{id}/revoke",
             post(pages::privacy::revoke_key),
+        )
+        .route("/privacy/feeds", post(pages::privacy::create_feed))
+        .route(
+            "/privacy/feeds/{id}/revoke",
+            post(pages::privacy::revoke_feed),
+        )
+        .route(
+            "/feeds/monthly-production.csv",
+            get(pages::privacy::monthly_production_feed),
         )
         .route("/account", get(pages::account::page))
         .route("/account/password", post(pages::account::change_password))

@@ -53,6 +53,52 @@ impl QueryEngine {
             .collect())
     }
 
+    /// Each visible system's production (Wh) per site-local month (`YYYY-MM`), for the
+    /// `months` months that end with the current one, oldest first; months without data
+    /// are left out.
+    pub async fn monthly_production(
+        &self,
+        scope: &Scope,
+        months: u32,
+        now_us: i64,
+    ) -> Result<Vec<(u32, String, f64)>, QueryError> {
+        let systems = self.system_zones(scope).await?;
+        let (year, month, _) = CivilDate::of_timestamp(now_us).ymd();
+        let first_index = year * 12 + month as i32 - 1 - months.saturating_sub(1) as i32;
+        let first_month = format!(
+            "{:04}-{:02}",
+            first_index.div_euclid(12),
+            first_index.rem_euclid(12) + 1
+        );
+        let first_day = CivilDate::from_ymd(
+            first_index.div_euclid(12),
+            first_index.rem_euclid(12) as u32 + 1,
+            1,
+        )
+        .unwrap_or(CivilDate::of_timestamp(now_us));
+        // A day either side: local dates run up to 14 hours from UTC ones.
+        let daily = self
+            .daily_energy(
+                &systems,
+                first_day.start_micros() - MICROS_PER_DAY,
+                now_us + MICROS_PER_DAY,
+            )
+            .await?;
+        let mut monthly: BTreeMap<(u32, String), f64> = BTreeMap::new();
+        for (system, days) in daily {
+            for (date, wh) in days {
+                let key = format!("{:04}-{:02}", date.year(), date.month());
+                if key >= first_month {
+                    *monthly.entry((system, key)).or_default() += wh;
+                }
+            }
+        }
+        Ok(monthly
+            .into_iter()
+            .map(|((system, month), wh)| (system, month, wh))
+            .collect())
+    }
+
     /// Production of `systems` per local date, for the dates from the one holding
     /// `from_us` to the one holding `until_us - 1`.
     pub(crate) async fn daily_energy(

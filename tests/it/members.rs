@@ -370,3 +370,100 @@ fn a_script_uses_an_api_key_as_its_user_until_it_is_revoked() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(answer.body.starts_with("systems\n"), "{}", answer.body);
 }
+
+#[test]
+fn a_feed_link_gives_a_third_party_the_monthly_production_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo(&dir.path().join("demo"), free_tcp_port());
+    let mut admin = Client::new(&demo.portal);
+    admin.sign_in(&demo.accounts["installer administrator"], PASSWORD);
+    let company = system_ids(&mut admin);
+    let page = admin.get("/privacy");
+    assert!(page.body.contains("Third-party reporting") && page.body.contains("Grid profiles"));
+    let csrf = hidden_field(&page.body, "csrf_token").unwrap();
+    let unnamed = admin.post_form("/privacy/feeds", &[("csrf_token", &csrf), ("name", "")]);
+    assert_eq!(unnamed.status, 400);
+    assert!(unnamed.body.contains("No feed yet."));
+    let created = admin.post_form(
+        "/privacy/feeds",
+        &[
+            ("csrf_token", &csrf),
+            ("name", "Regional incentive programme"),
+        ],
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let link = between(&created.body, "<code id=\"new-feed\">", "</code>").to_owned();
+    let path = &link[link.find("/feeds/").unwrap()..];
+
+    // The third party: no account, only the link.
+    let mut third_party = Client::new(&demo.portal);
+    let feed = third_party.get(path);
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    let mut lines = feed.body.lines();
+    assert_eq!(lines.next(), Some("system_id,system_name,month,energy_kwh"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        !rows.is_empty(),
+        "a day of history makes a month of production"
+    );
+    for row in &rows {
+        let fields: Vec<&str> = row.split(',').collect();
+        let id: u64 = fields[0].parse().unwrap();
+        assert!(company.contains(&id), "the feed lists system {id}");
+        let month = fields[fields.len() - 2];
+        assert!(month.len() == 7 && month.as_bytes()[4] == b'-', "{month}");
+        assert!(fields[fields.len() - 1].parse::<f64>().unwrap() >= 0.0);
+    }
+    let token = &path[path.find("token=").unwrap() + 6..];
+    let bearer = format!("Bearer {token}");
+    let by_header = third_party.request(
+        "GET",
+        "/feeds/monthly-production.csv",
+        &[("Authorization", bearer.as_str())],
+        None,
+    );
+    assert_eq!(by_header.status, 200);
+    assert_eq!(
+        third_party
+            .get("/feeds/monthly-production.csv?token=sff_forged")
+            .status,
+        401
+    );
+
+    // Only administrators manage feeds.
+    let mut installer = Client::new(&demo.portal);
+    installer.sign_in(&demo.accounts["installer"], PASSWORD);
+    let page = installer.get("/privacy");
+    assert!(!page.body.contains("Third-party reporting"));
+    let installer_csrf = hidden_field(&page.body, "csrf_token").unwrap();
+    let refused = installer.post_form(
+        "/privacy/feeds",
+        &[("csrf_token", &installer_csrf), ("name", "Sneaky")],
+    );
+    assert_eq!(refused.status, 403);
+
+    let feed_id = between(&created.body, "/privacy/feeds/", "/revoke").to_owned();
+    let revoked = admin.post_form(
+        &format!("/privacy/feeds/{feed_id}/revoke"),
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(revoked.status, 303);
+    assert_eq!(third_party.get(path).status, 401, "revoked at once");
+
+    // Every seeded gateway has its country's grid profile, and the page counts them.
+    let page = admin.get("/privacy").body;
+    let counted: u64 = page
+        .split("<tr><td>")
+        .skip(1)
+        .filter(|row| row.contains(" Hz</td>"))
+        .filter_map(|row| {
+            let cells: Vec<&str> = row.split("</td><td>").collect();
+            cells.last()?.split("</td>").next()?.parse::<u64>().ok()
+        })
+        .sum();
+    assert_eq!(
+        counted,
+        company.len() as u64,
+        "one gateway per system, each with a profile"
+    );
+}

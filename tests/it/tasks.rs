@@ -346,6 +346,15 @@ async fn every_task_goes_round_trip_and_changes_what_the_gateway_reports() {
         .run("grid_profile", r#"{"profile":"IEEE 1547-2018"}"#)
         .await;
     assert!(result.contains("IEEE 1547-2018"), "{result}");
+    assert_eq!(
+        stack
+            .registry
+            .gateway_grid_profile(stack.gateway.0 as i64)
+            .unwrap()
+            .as_deref(),
+        Some("IEEE 1547-2018"),
+        "the registry keeps the profile the gateway applied"
+    );
     let (result, _) = stack.run("check_signal", "{}").await;
     assert!(result.contains("dBm"), "{result}");
     let (result, _) = stack.run("scan_devices", "{}").await;

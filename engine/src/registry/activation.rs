@@ -712,6 +712,7 @@ fn add_gateways(
                     cell_modem_sku: None,
                     cell_plan_end: None,
                     low_bandwidth: false,
+                    grid_profile: None,
                 },
                 state: "provisioned",
                 provisioned_us: now_us,

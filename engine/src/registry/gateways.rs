@@ -273,7 +273,34 @@ impl Registry {
                     params![id, gateway.0, progress.as_str(), now_us, message],
                 )
                 .map_err(sql_error(format!("recording progress of task {id}")))?;
+            // The gateway applied the profile the task named: remember it.
+            if changed == 1 && progress == TaskProgress::Succeeded {
+                tx.execute(
+                    "UPDATE devices SET grid_profile = json_extract(t.parameters, '$.profile')
+                       FROM gateway_tasks t
+                      WHERE t.id = ?1 AND t.kind = 'grid_profile' AND devices.id = t.gateway_id",
+                    params![id],
+                )
+                .map_err(sql_error(format!("noting the grid profile of task {id}")))?;
+            }
             Ok(changed == 1)
         })
+    }
+}
+
+impl Registry {
+    /// The grid profile a gateway applied, if known.
+    pub fn gateway_grid_profile(&self, gateway_id: i64) -> Result<Option<String>, Error> {
+        self.connection()
+            .query_row(
+                "SELECT grid_profile FROM devices WHERE id = ?1 AND kind = 'gateway'",
+                params![gateway_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(sql_error(format!(
+                "reading the grid profile of gateway {gateway_id}"
+            )))
     }
 }

@@ -18,6 +18,7 @@ mod conditions;
 mod gateways;
 mod members;
 pub mod records;
+mod report_feeds;
 mod sessions;
 mod users;
 
@@ -30,6 +31,7 @@ pub use audit::AuditEntry;
 pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontractor};
+pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 

@@ -240,6 +240,8 @@ pub enum DeviceDetails {
         cell_modem_sku: Option<String>,
         cell_plan_end: Option<CivilDate>,
         low_bandwidth: bool,
+        /// A name from [`crate::grid_profiles::GRID_PROFILES`], if known.
+        grid_profile: Option<&'static str>,
     },
     Microinverter {
         phase: char,
@@ -282,6 +284,7 @@ struct KindColumns {
     cell_modem_sku: Option<String>,
     cell_plan_end: Option<String>,
     low_bandwidth: bool,
+    grid_profile: Option<&'static str>,
 }
 
 pub fn insert_device(tx: &Transaction<'_>, d: &NewDevice) -> Result<i64, Error> {
@@ -290,12 +293,14 @@ pub fn insert_device(tx: &Transaction<'_>, d: &NewDevice) -> Result<i64, Error> 
             cell_modem_sku,
             cell_plan_end,
             low_bandwidth,
+            grid_profile,
         } => (
             "gateway",
             KindColumns {
                 cell_modem_sku: cell_modem_sku.clone(),
                 cell_plan_end: cell_plan_end.map(|d| d.to_string()),
                 low_bandwidth: *low_bandwidth,
+                grid_profile: *grid_profile,
                 ..KindColumns::default()
             },
         ),
@@ -334,8 +339,8 @@ pub fn insert_device(tx: &Transaction<'_>, d: &NewDevice) -> Result<i64, Error> 
     tx.execute(
         "INSERT INTO devices (serial, kind, system_id, model, firmware, phase, array_id, grid_row,
                               grid_column, module_stc_w, meter_kind, capacity_wh, cell_modem_sku,
-                              cell_plan_end, low_bandwidth, state, provisioned_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                              cell_plan_end, low_bandwidth, state, provisioned_us, grid_profile)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         params![
             d.serial.value() as i64,
             kind,
@@ -353,7 +358,8 @@ pub fn insert_device(tx: &Transaction<'_>, d: &NewDevice) -> Result<i64, Error> 
             c.cell_plan_end,
             c.low_bandwidth,
             d.state,
-            d.provisioned_us
+            d.provisioned_us,
+            c.grid_profile
         ],
     )
     .map_err(sql_error(format!("adding device {}", d.serial)))?;

@@ -185,6 +185,7 @@ fn constraints_reject_bad_rows_and_keep_the_rest() {
             cell_modem_sku: None,
             cell_plan_end: None,
             low_bandwidth: false,
+            grid_profile: Some("VFR 2019"),
         },
         state: "active",
         provisioned_us: 0,

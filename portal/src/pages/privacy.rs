@@ -1,25 +1,37 @@
-//! Data & privacy (F5): API access. Every user may create keys for scripts; a key acts as
-//! its user (same role, same systems) on the JSON API and `POST /api/sql`, is shown once,
-//! and can be revoked here at any time. Also what data Sunfleet keeps and who sees it.
+//! Data & privacy (F5): API access, third-party reporting and grid profiles.
+//! - API keys: every user may create keys for scripts; a key acts as its user (same role,
+//!   same systems) on the JSON API and `POST /api/sql`, is shown once, and can be revoked.
+//! - Third-party reporting: company administrators give a third party (a utility, an
+//!   incentive programme) a feed link to the company's monthly production, and revoke it.
+//! - Grid profiles: the profiles gateways can apply, and how many of the company's
+//!   gateways use each.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use sunfleet_engine::grid_profiles::GRID_PROFILES;
+use sunfleet_query::Scope;
 
-use super::{Chrome, render};
+use super::{Chrome, link_base, render};
+use crate::access::{Need, authorize};
+use crate::fleet;
 use crate::server::AppState;
 use crate::session::blocking;
 use crate::{PortalError, Principal};
 
 /// Live keys a user may hold at once.
 const MAX_LIVE_KEYS: usize = 20;
+/// Months a feed covers, the current one included.
+const FEED_MONTHS: u32 = 13;
 
-pub struct KeyRow {
+/// A key or a feed link as the lists show them.
+pub struct SecretRow {
     pub id: i64,
     pub name: String,
     pub prefix: String,
@@ -28,43 +40,118 @@ pub struct KeyRow {
     pub revoked: Option<String>,
 }
 
+pub struct ProfileRow {
+    pub name: &'static str,
+    pub region: &'static str,
+    pub grid: &'static str,
+    pub gateways: i64,
+}
+
+/// What the page says after a change.
+#[derive(Debug, Default)]
+pub struct Feedback {
+    /// The key or feed link just created, shown once.
+    pub new_key: Option<String>,
+    pub new_feed: Option<String>,
+    pub key_error: Option<String>,
+    pub feed_error: Option<String>,
+    pub key_name: String,
+    pub feed_name: String,
+}
+
 #[derive(Template)]
 #[template(path = "privacy.html")]
 struct PrivacyPage {
     chrome: Chrome,
-    keys: Vec<KeyRow>,
-    /// The key just created, shown once.
-    new_key: Option<String>,
-    name_error: Option<String>,
-    name: String,
+    keys: Vec<SecretRow>,
+    /// `None` for people who do not manage the company's feeds.
+    feeds: Option<Vec<SecretRow>>,
+    profiles: Vec<ProfileRow>,
+    unknown_profile_gateways: i64,
+    feedback: Feedback,
 }
 
 async fn privacy_page(
     state: &AppState,
     principal: &Principal,
-    new_key: Option<String>,
-    name_error: Option<String>,
-    name: String,
+    feedback: Feedback,
 ) -> Result<Response, PortalError> {
+    let lang = principal.lang();
     let registry = Arc::clone(state.registry());
     let user = principal.user.id;
-    let keys = blocking(move || Ok(registry.api_keys_of(user)?)).await?;
-    let lang = principal.lang();
-    let keys = keys
-        .into_iter()
-        .map(|k| KeyRow {
-            id: k.id,
-            name: k.name,
-            prefix: k.prefix,
-            created: lang.time(k.created_us),
-            last_used: k
-                .last_used_us
+    let feeds_of = principal
+        .user
+        .company_id
+        .filter(|_| authorize(principal, Need::CompanyAdmin).is_ok());
+    let (keys, feeds) = blocking(move || {
+        let keys = registry.api_keys_of(user)?;
+        let feeds = match feeds_of {
+            Some(company) => Some(registry.report_feeds_of(company)?),
+            None => None,
+        };
+        Ok((keys, feeds))
+    })
+    .await?;
+    let row = |id, name, prefix, created_us, last_used_us: Option<i64>, revoked_us: Option<i64>| {
+        SecretRow {
+            id,
+            name,
+            prefix,
+            created: lang.time(created_us),
+            last_used: last_used_us
                 .map(|t| lang.time(t))
                 .unwrap_or_else(|| lang.t("never").to_owned()),
-            revoked: k.revoked_us.map(|t| lang.time(t)),
+            revoked: revoked_us.map(|t| lang.time(t)),
+        }
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| {
+            row(
+                k.id,
+                k.name,
+                k.prefix,
+                k.created_us,
+                k.last_used_us,
+                k.revoked_us,
+            )
         })
         .collect();
-    let status = if name_error.is_some() {
+    let feeds = feeds.map(|feeds| {
+        feeds
+            .into_iter()
+            .map(|f| {
+                row(
+                    f.id,
+                    f.name,
+                    f.prefix,
+                    f.created_us,
+                    f.last_used_us,
+                    f.revoked_us,
+                )
+            })
+            .collect()
+    });
+    let (profiles, unknown_profile_gateways) = if authorize(principal, Need::FleetPages).is_ok() {
+        let counts = fleet::grid_profile_counts(state.query(), &principal.scope).await?;
+        let profiles = GRID_PROFILES
+            .iter()
+            .map(|p| ProfileRow {
+                name: p.name,
+                region: p.region,
+                grid: p.grid,
+                gateways: counts.get(p.name).copied().unwrap_or(0),
+            })
+            .collect();
+        let known: i64 = GRID_PROFILES
+            .iter()
+            .filter_map(|p| counts.get(p.name))
+            .sum();
+        (profiles, counts.values().sum::<i64>() - known)
+    } else {
+        (Vec::new(), 0)
+    };
+    let status = if feedback.key_error.is_some() || feedback.feed_error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
@@ -74,9 +161,10 @@ async fn privacy_page(
         &PrivacyPage {
             chrome: Chrome::new(principal, "Data & privacy", "privacy"),
             keys,
-            new_key,
-            name_error,
-            name,
+            feeds,
+            profiles,
+            unknown_profile_gateways,
+            feedback,
         },
     )?;
     *response.status_mut() = status;
@@ -87,28 +175,42 @@ pub async fn page(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Response, PortalError> {
-    privacy_page(&state, &principal, None, None, String::new()).await
+    privacy_page(&state, &principal, Feedback::default()).await
 }
 
 #[derive(Debug, Deserialize)]
-pub struct NewKeyForm {
+pub struct NameForm {
     csrf_token: Option<String>,
     name: String,
+}
+
+/// A name for a key or a feed: 1 to 100 characters, no control characters.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
 }
 
 pub async fn create_key(
     State(state): State<AppState>,
     principal: Principal,
-    Form(form): Form<NewKeyForm>,
+    Form(form): Form<NameForm>,
 ) -> Result<Response, PortalError> {
     principal.check_csrf(form.csrf_token.as_deref())?;
+    let lang = principal.lang();
     let name = form.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        let error = "Name the key (1 to 100 characters), e.g. after the script using it.";
-        return privacy_page(&state, &principal, None, Some(error.into()), name).await;
+    if !valid_name(&name) {
+        let feedback = Feedback {
+            key_error: Some(
+                lang.t("Name the key (1 to 100 characters), e.g. after the script using it.")
+                    .to_owned(),
+            ),
+            key_name: name,
+            ..Feedback::default()
+        };
+        return privacy_page(&state, &principal, feedback).await;
     }
     let registry = Arc::clone(state.registry());
     let user = principal.user.id;
+    let key_name = name.clone();
     let created = blocking(move || {
         let live = registry
             .api_keys_of(user)?
@@ -119,19 +221,24 @@ pub async fn create_key(
             return Ok(None);
         }
         let now = sunfleet_engine::time::now_micros();
-        Ok(Some(registry.create_api_key(user, &name, now)?))
+        Ok(Some(registry.create_api_key(user, &key_name, now)?))
     })
     .await?;
-    match created {
-        Some(key) => privacy_page(&state, &principal, Some(key.key), None, String::new()).await,
-        None => {
-            let error = principal.lang().fill(
+    let feedback = match created {
+        Some(key) => Feedback {
+            new_key: Some(key.key),
+            ..Feedback::default()
+        },
+        None => Feedback {
+            key_error: Some(lang.fill(
                 "You have {} live keys: revoke one first.",
                 &[&MAX_LIVE_KEYS],
-            );
-            privacy_page(&state, &principal, None, Some(error), form.name).await
-        }
-    }
+            )),
+            key_name: name,
+            ..Feedback::default()
+        },
+    };
+    privacy_page(&state, &principal, feedback).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,4 +266,150 @@ pub async fn revoke_key(
             what: format!("live API key {key_id}"),
         })
     }
+}
+
+fn company_admin_of(principal: &Principal) -> Result<i64, PortalError> {
+    authorize(principal, Need::CompanyAdmin)?;
+    principal
+        .user
+        .company_id
+        .ok_or_else(|| PortalError::Forbidden {
+            reason: "only a company's administrators manage its feeds".to_owned(),
+        })
+}
+
+pub async fn create_feed(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Form(form): Form<NameForm>,
+) -> Result<Response, PortalError> {
+    principal.check_csrf(form.csrf_token.as_deref())?;
+    let company = company_admin_of(&principal)?;
+    let name = form.name.trim().to_owned();
+    if !valid_name(&name) {
+        let feedback = Feedback {
+            feed_error: Some(
+                principal
+                    .lang()
+                    .t("Name the third party (1 to 100 characters).")
+                    .to_owned(),
+            ),
+            feed_name: name,
+            ..Feedback::default()
+        };
+        return privacy_page(&state, &principal, feedback).await;
+    }
+    let registry = Arc::clone(state.registry());
+    let user = principal.user.id;
+    let feed = blocking(move || {
+        let now = sunfleet_engine::time::now_micros();
+        Ok(registry.create_report_feed(company, &name, user, now)?)
+    })
+    .await?;
+    let link = format!(
+        "{}/feeds/monthly-production.csv?token={}",
+        link_base(&state, &headers),
+        feed.token
+    );
+    let feedback = Feedback {
+        new_feed: Some(link),
+        ..Feedback::default()
+    };
+    privacy_page(&state, &principal, feedback).await
+}
+
+pub async fn revoke_feed(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(feed_id): Path<i64>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, PortalError> {
+    principal.check_csrf(form.csrf_token.as_deref())?;
+    let company = company_admin_of(&principal)?;
+    let registry = Arc::clone(state.registry());
+    let user = principal.user.id;
+    let revoked = blocking(move || {
+        let now = sunfleet_engine::time::now_micros();
+        Ok(registry.revoke_report_feed(company, feed_id, user, now)?)
+    })
+    .await?;
+    if revoked {
+        Ok(Redirect::to("/privacy#feeds").into_response())
+    } else {
+        Err(PortalError::NotFound {
+            what: format!("live feed {feed_id}"),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct FeedQuery {
+    token: Option<String>,
+}
+
+/// The feed a third party fetches: the company's monthly production as CSV
+/// (`system_id,system_name,month,energy_kwh`), with the token in the query string or in
+/// `Authorization: Bearer`.
+pub async fn monthly_production_feed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<FeedQuery>,
+) -> Result<Response, PortalError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or(query.token)
+        .unwrap_or_default();
+    let registry = Arc::clone(state.registry());
+    let now = sunfleet_engine::time::now_micros();
+    let scope = blocking(move || {
+        Ok(match registry.report_feed_company(token.trim(), now)? {
+            Some(company) => Some(Scope::of_company(&registry, company, now)?),
+            None => None,
+        })
+    })
+    .await?
+    .ok_or(PortalError::InvalidFeed)?;
+    let names: HashMap<u32, String> = fleet::systems(state.query(), &scope)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect();
+    let monthly = state
+        .query()
+        .monthly_production(&scope, FEED_MONTHS, now)
+        .await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut write = |record: [&str; 4]| {
+        out.write_record(record).map_err(|e| PortalError::Internal {
+            context: format!("writing a feed: {e}"),
+        })
+    };
+    write(["system_id", "system_name", "month", "energy_kwh"])?;
+    for (system, month, wh) in &monthly {
+        let name = names.get(system).map(String::as_str).unwrap_or_default();
+        write([
+            &system.to_string(),
+            name,
+            month,
+            &format!("{:.3}", wh / 1000.0),
+        ])?;
+    }
+    let body = out.into_inner().map_err(|e| PortalError::Internal {
+        context: format!("writing a feed: {e}"),
+    })?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response())
 }

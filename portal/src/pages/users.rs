@@ -9,13 +9,13 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use sunfleet_engine::registry::{NewMember, UserRole};
 use sunfleet_engine::time::CivilDate;
 
-use super::{Chrome, render, role_label, valid_email};
+use super::{Chrome, link_base, render, role_label, valid_email};
 use crate::access::{Need, authorize};
 use crate::server::AppState;
 use crate::session::blocking;
@@ -267,25 +267,6 @@ pub async fn set_active(
         }
         Err(error) => Err(error),
     }
-}
-
-/// The portal's own address as the browser reached it, for links in e-mails.
-fn link_base(state: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| state.shared().config.listen.to_string());
-    let scheme = if state.shared().config.secure_cookies {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
 }
 
 fn invitation_link(base: &str, token: &str) -> String {

@@ -3,6 +3,26 @@
 ALTER TABLE systems ADD COLUMN expected_microinverters INTEGER
     CHECK (expected_microinverters IS NULL OR expected_microinverters BETWEEN 1 AND 10000);
 
+-- The grid profile each gateway applied (a name from engine/src/grid_profiles.rs); set
+-- when a grid-profile task succeeds. NULL: not known.
+ALTER TABLE devices ADD COLUMN grid_profile TEXT;
+
+-- Third-party reporting (F5): a company lets a third party (a utility, an incentive
+-- programme) fetch its systems' monthly production through a feed link. Only a digest of
+-- the link's token is kept.
+CREATE TABLE report_feeds (
+    id              INTEGER PRIMARY KEY,
+    company_id      INTEGER NOT NULL REFERENCES companies (id),
+    name            TEXT NOT NULL,
+    prefix          TEXT NOT NULL,
+    token_digest    TEXT NOT NULL UNIQUE,
+    created_by      INTEGER REFERENCES users (id),
+    created_us      INTEGER NOT NULL,
+    last_used_us    INTEGER,
+    revoked_us      INTEGER
+);
+CREATE INDEX report_feeds_company ON report_feeds (company_id);
+
 -- Subcontractor companies an installer works with (C5): it grants them systems. A grant's
 -- `revoked_us` ends access at that time; set in the future, it is an expiry.
 CREATE TABLE authorized_subcontractors (
