@@ -172,6 +172,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         postgres: args.postgres,
         flight: args.flight,
         portal: args.portal,
+        public_url: None,
         sql_tls: false,
     };
     run_services(

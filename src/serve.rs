@@ -62,6 +62,11 @@ pub struct ServeArgs {
     /// TCP address of the web portal.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SUNFLEET_PORTAL")]
     pub portal: SocketAddr,
+    /// The address people reach the portal at (e.g. `https://portal.example.com` behind a
+    /// proxy), for the links it hands out (invitations, feeds); by default the address
+    /// each request came to.
+    #[arg(long, env = "SUNFLEET_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Require TLS on the SQL endpoints (the server certificate from the TLS folder,
     /// issued by the fleet CA); unencrypted connections are then refused.
     #[arg(long)]
@@ -178,8 +183,14 @@ pub async fn run_services(
         Arc::clone(&folder.registry),
     )
     .await?;
+    let mut portal_config = PortalConfig::new(args.portal);
+    portal_config.public_url = args.public_url.clone();
+    portal_config.secure_cookies = args
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
     let portal = PortalServer::start(
-        PortalConfig::new(args.portal),
+        portal_config,
         Arc::clone(&query),
         Arc::clone(&folder.registry),
     )

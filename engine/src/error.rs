@@ -86,6 +86,10 @@ pub enum Error {
     },
     #[error("no system {system_id}")]
     UnknownSystem { system_id: i64 },
+    #[error(
+        "system {system_id} has no owner who can be given a sign-in (none entered, or the e-mail belongs to another account)"
+    )]
+    NoOwnerSignIn { system_id: i64 },
     #[error("{email} already has an account")]
     EmailTaken { email: String },
     #[error("this invitation link is unknown, used or expired: ask for a new one")]

@@ -731,6 +731,28 @@ pub const FRENCH: &[(&str, &str)] = &[
     ("Other 60 Hz grids", "Autres réseaux à 60 Hz"),
     ("report feed created", "flux de rapport créé"),
     ("report feed revoked", "flux de rapport révoqué"),
+    (
+        "Access ends after (UTC day, optional)",
+        "Fin de l’accès après le (jour UTC, facultatif)",
+    ),
+    ("Owner access", "Accès du propriétaire"),
+    (
+        "The owner signs in with their e-mail address once they have set a password through a one-time link (valid 7 days). Make the link and send it to them; a new link replaces the previous one.",
+        "Le propriétaire se connecte avec son adresse e-mail après avoir défini un mot de passe grâce à un lien à usage unique (valable 7 jours). Créez le lien et envoyez-le-lui ; un nouveau lien remplace le précédent.",
+    ),
+    (
+        "Send this link to the owner",
+        "Envoyez ce lien au propriétaire",
+    ),
+    (
+        "Make the owner's sign-in link",
+        "Créer le lien de connexion du propriétaire",
+    ),
+    (
+        "This owner cannot get a sign-in: enter an owner, with an e-mail address no other account uses.",
+        "Ce propriétaire ne peut pas recevoir d’accès : saisissez un propriétaire dont l’adresse e-mail n’est utilisée par aucun autre compte.",
+    ),
+    ("owner link created", "lien du propriétaire créé"),
 ];
 
 #[cfg(test)]

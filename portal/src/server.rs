@@ -161,6 +161,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/activations/new", get(pages::activations::new_form))
         .route(
+            "/activations/{id}/owner-link",
+            post(pages::activations::owner_link),
+        )
+        .route(
             "/activations/{id}",
             get(pages::activations::details).post(pages::activations::update),
         )

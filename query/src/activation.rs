@@ -16,7 +16,6 @@ use std::sync::Arc;
 use sunfleet_engine::activity::UnregisteredDevices;
 use sunfleet_engine::ids::Serial;
 use sunfleet_engine::registry::ActivatingSystem;
-use sunfleet_engine::time::CivilDate;
 
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
@@ -185,11 +184,17 @@ fn steps_now_done(
             && system.placed_microinverters == system.microinverters,
         &mut done,
     );
+    // 24 hours from the start of the permission-to-operate day at the site.
+    let zone = jiff::tz::TimeZone::get(&system.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     let operational_from = system
         .operational_date
         .as_deref()
-        .and_then(|d| d.parse::<CivilDate>().ok())
-        .map(|d| d.start_micros() + DAY_US);
+        .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+        .and_then(|d| {
+            zone.to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+                .ok()
+        })
+        .map(|start| start.as_microsecond() + DAY_US);
     complete(
         "system_operational",
         verified && system.status == "normal" && operational_from.is_some_and(|t| now_us >= t),
@@ -226,6 +231,7 @@ mod tests {
             steps: steps.iter().map(|s| s.to_string()).collect(),
             expected_microinverters: Some(4),
             operational_date: Some("2026-06-01".into()),
+            time_zone: "UTC".into(),
             status: "normal".into(),
             gateway_connected_us: None,
             microinverters: 4,
@@ -263,7 +269,9 @@ mod tests {
             reporting_micros: 4,
             max_ac_power_w: 250.0,
         };
-        let june_2 = "2026-06-02".parse::<CivilDate>().unwrap().start_micros();
+        let june_2 = sunfleet_engine::time::CivilDate::from_ymd(2026, 6, 2)
+            .unwrap()
+            .start_micros();
         assert_eq!(
             steps_now_done(&system(&entered), producing, false, june_2 - 1),
             vec![

@@ -166,6 +166,14 @@ impl QueryEngine {
         &self.store
     }
 
+    /// Puts one system's devices and time zone into the write path's directory after the
+    /// registry gained them, so their readings resolve at once (blocking: SQLite).
+    pub fn load_system_devices(&self, system_id: i64) -> Result<(), QueryError> {
+        Ok(self
+            .registry
+            .load_system_into(system_id, self.store.directory())?)
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }

@@ -153,6 +153,39 @@ fn a_system_added_in_the_portal_activates_once_its_gateway_reports() {
     assert_eq!(started["percent_complete"], 33);
     assert_eq!(started["monthly_estimate_kwh"][6], 150.0);
 
+    // The owner gets a one-time link from the installer and then sees the system.
+    let page = admin.get(&format!("/activations/{id}"));
+    let csrf_again = hidden_field(&page.body, "csrf_token").unwrap();
+    let made = admin.post_form(
+        &format!("/activations/{id}/owner-link"),
+        &[("csrf_token", &csrf_again)],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    let start = made.body.find("/welcome?token=").unwrap();
+    let end = made.body[start..].find('"').unwrap() + start;
+    let mut owner = Client::new(&demo.portal);
+    let welcome = owner.get(&made.body[start..end]);
+    let token = hidden_field(&welcome.body, "token").unwrap();
+    let set = owner.post_form(
+        "/welcome",
+        &[
+            ("token", &token),
+            ("password", "the owner's password"),
+            ("confirm_password", "the owner's password"),
+        ],
+    );
+    assert_eq!(set.status, 303, "{}", set.body);
+    let mine = owner.get("/api/systems");
+    assert!(
+        mine.body.contains("Activation Test Residence"),
+        "{}",
+        mine.body
+    );
+    assert!(
+        !owner.get("/api/alerts").body.contains("\"system_id\":1,"),
+        "only the owner's system"
+    );
+
     // The same gateway cannot go to a second system.
     let mut again = fields.clone();
     again[1] = ("name", "Second");
@@ -165,6 +198,18 @@ fn a_system_added_in_the_portal_activates_once_its_gateway_reports() {
     let mut installer = Client::new(&demo.portal);
     installer.sign_in(&demo.accounts["installer"], PASSWORD);
     assert_eq!(installer.get(&location).status, 200);
+    // The installer's people see the owner's contact details; nobody else does.
+    assert!(
+        installer
+            .get(&format!("/api/activations/{id}"))
+            .body
+            .contains("camille.martin@example.org")
+    );
+    let mut operator = Client::new(&demo.portal);
+    operator.sign_in(&demo.accounts["platform administrator"], PASSWORD);
+    let seen = operator.get(&format!("/api/activations/{id}"));
+    assert_eq!(seen.status, 200);
+    assert!(!seen.body.contains("camille.martin"), "{}", seen.body);
     for role in ["subcontractor", "system owner (read-only)"] {
         let mut other = Client::new(&demo.portal);
         other.sign_in(&demo.accounts[role], PASSWORD);

@@ -135,8 +135,25 @@ fn administrators_invite_users_and_grant_subcontractors_chosen_systems() {
             ("role", "installer_user"),
         ],
     );
-    assert_eq!(again.status, 400);
-    assert!(again.body.contains("already has an account"));
+    // Invited again before signing up (a lost link): a new link, the old one stops working.
+    assert_eq!(again.status, 200, "{}", again.body);
+    let old_link = link;
+    let link = invitation_path(&again.body);
+    assert_ne!(link, old_link);
+    assert_eq!(Client::new(&demo.portal).get(&old_link).status, 404);
+    // Someone who already signs in cannot be invited.
+    let taken = admin.post_form(
+        "/users/invite",
+        &[
+            ("csrf_token", &csrf),
+            ("email", &demo.accounts["installer"]),
+            ("given_name", "X"),
+            ("family_name", "Y"),
+            ("role", "installer_user"),
+        ],
+    );
+    assert_eq!(taken.status, 400);
+    assert!(taken.body.contains("already has an account"));
     assert_eq!(
         admin.get("/users").body.matches("/active\"").count(),
         members_before + 1,

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::audit::insert_audit;
+use super::members::{Invitation, issue_password_token};
 use super::records::{
     DeviceDetails, NewDevice, NewOwner, NewSystem, complete_step, insert_device, insert_owner,
     insert_system, set_estimates,
@@ -115,6 +116,8 @@ pub struct ActivatingSystem {
     pub steps: Vec<String>,
     pub expected_microinverters: Option<u32>,
     pub operational_date: Option<String>,
+    /// IANA name: the permission-to-operate date is a day there.
+    pub time_zone: String,
     pub status: String,
     /// When a gateway of the system last connected, if one ever did.
     pub gateway_connected_us: Option<i64>,
@@ -139,7 +142,7 @@ impl Registry {
     ) -> Result<i64, Error> {
         self.transaction("creating a system", |tx| {
             let owner_id = match &form.owner {
-                Some(owner) => Some(insert_owner(tx, &new_owner(owner, now_us))?),
+                Some(owner) => Some(owner_by_email(tx, owner, now_us)?),
                 None => None,
             };
             let system_id = insert_system(
@@ -238,9 +241,21 @@ impl Registry {
                         .map_err(sql_error("updating the owner"))?;
                     }
                     _ => {
-                        let new_id = insert_owner(tx, &new_owner(owner, now_us))?;
+                        owner_id = Some(owner_by_email(tx, owner, now_us)?);
                         details = format!("owner changed to {}", owner.email);
-                        owner_id = Some(new_id);
+                        // The new owner has no access yet: the step is to be done again.
+                        tx.execute(
+                            "DELETE FROM activation_steps
+                             WHERE system_id = ?1 AND step = 'owner_access_granted'",
+                            params![system_id],
+                        )
+                        .map_err(sql_error("reopening the owner access step"))?;
+                        tx.execute(
+                            "UPDATE systems SET stage = 'verifying'
+                             WHERE id = ?1 AND stage = 'ready'",
+                            params![system_id],
+                        )
+                        .map_err(sql_error("reopening the activation"))?;
                     }
                 }
             }
@@ -492,9 +507,10 @@ impl Registry {
     }
 
     /// Registers microinverters a gateway reported that the registry does not have, under
-    /// the gateway's system, each in the next free cell of the system's first array (one is
-    /// created when there is none). Serials registered elsewhere are left alone; an
-    /// unknown or retired gateway registers nothing. Returns the system that got devices.
+    /// the gateway's system while it activates (up to the expected number), each in the
+    /// next free cell of the system's first array (one is created when there is none).
+    /// Serials registered elsewhere are left alone; an unknown or retired gateway, or a
+    /// Ready system, registers nothing. Returns the system that got devices.
     pub fn register_reported_micros(
         &self,
         gateway: Serial,
@@ -516,8 +532,28 @@ impl Registry {
             if state == "retired" {
                 return Ok(None);
             }
+            // Devices join by themselves only while the system activates, and no more than
+            // the installer expects: a Ready system's newcomers (a neighbour's units heard
+            // over the power line, a faulty gateway) need a person (provisioning).
+            let (stage, expected, registered): (String, Option<i64>, i64) = tx
+                .query_row(
+                    "SELECT s.stage, s.expected_microinverters,
+                            (SELECT count(*) FROM devices d WHERE d.system_id = s.id
+                               AND d.kind = 'microinverter' AND d.state <> 'retired')
+                       FROM systems s WHERE s.id = ?1",
+                    params![system_id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .map_err(sql_error("reading the system's activation"))?;
+            if stage == "ready" {
+                return Ok(None);
+            }
+            let room = expected.map_or(usize::MAX, |n| (n - registered).max(0) as usize);
             let mut added = 0;
             for serial in micros {
+                if added >= room {
+                    break;
+                }
                 let exists: bool = tx
                     .query_row(
                         "SELECT EXISTS (SELECT 1 FROM devices WHERE serial = ?1)",
@@ -586,7 +622,8 @@ impl Registry {
                            AND d.array_id IS NOT NULL),
                         o.email,
                         (SELECT group_concat(step) FROM activation_steps a
-                          WHERE a.system_id = s.id)
+                          WHERE a.system_id = s.id),
+                        s.time_zone
                    FROM systems s LEFT JOIN owners o ON o.id = s.owner_id
                   WHERE s.stage <> 'ready' AND s.status NOT IN ('deactivated', 'retired')
                   ORDER BY s.id",
@@ -605,6 +642,7 @@ impl Registry {
                     microinverters: row.get(6)?,
                     placed_microinverters: row.get(7)?,
                     owner_email: row.get(8)?,
+                    time_zone: row.get(10)?,
                     steps: steps
                         .map(|s| s.split(',').map(str::to_owned).collect())
                         .unwrap_or_default(),
@@ -649,6 +687,23 @@ impl Registry {
             .map_err(sql_error("setting the stage"))?;
             Ok(stage)
         })
+    }
+}
+
+/// The owner with this e-mail (one person owning several systems is one owner, so their
+/// sign-in shows all of them), or a new one.
+fn owner_by_email(tx: &Transaction<'_>, owner: &OwnerDetails, now_us: i64) -> Result<i64, Error> {
+    let existing: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM owners WHERE email = ?1 COLLATE NOCASE ORDER BY id LIMIT 1",
+            params![owner.email],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql_error("looking up the owner"))?;
+    match existing {
+        Some(id) => Ok(id),
+        None => insert_owner(tx, &new_owner(owner, now_us)),
     }
 }
 
@@ -811,45 +866,63 @@ fn next_free_cell(tx: &Transaction<'_>, system_id: i64) -> Result<(i64, u16, u16
     }
 }
 
-/// Gives the system's owner a sign-in (no password until they set one from the welcome
-/// e-mail). An e-mail that already signs someone else in is left alone.
-fn grant_owner_access(tx: &Transaction<'_>, system_id: i64, now_us: i64) -> Result<(), Error> {
-    let owner: Option<(i64, String, String, String, String)> = tx
+/// The sign-in of the system's owner, created if needed (no password until they set one
+/// through a link): `(user id, e-mail, created now)`. `None` when the system has no owner,
+/// or the owner's e-mail already signs in someone who is not this owner.
+fn ensure_owner_user(
+    tx: &Transaction<'_>,
+    system_id: i64,
+    now_us: i64,
+) -> Result<Option<(i64, String, bool)>, Error> {
+    let owner: Option<(i64, String, String, String)> = tx
         .query_row(
-            "SELECT o.id, o.email, o.given_name, o.family_name, s.name
+            "SELECT o.id, o.email, o.given_name, o.family_name
                FROM systems s JOIN owners o ON o.id = s.owner_id WHERE s.id = ?1",
             params![system_id],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            },
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()
         .map_err(sql_error("reading the owner"))?;
-    let Some((owner_id, email, given_name, family_name, system_name)) = owner else {
+    let Some((owner_id, email, given_name, family_name)) = owner else {
+        return Ok(None);
+    };
+    let existing: Option<(i64, Option<i64>)> = tx
+        .query_row(
+            "SELECT id, owner_id FROM users WHERE email = ?1",
+            params![email],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(sql_error("looking up the owner's e-mail"))?;
+    match existing {
+        Some((user_id, Some(id))) if id == owner_id => Ok(Some((user_id, email, false))),
+        Some(_) => Ok(None),
+        None => {
+            tx.execute(
+                "INSERT INTO users (email, given_name, family_name, role, owner_id, created_us)
+                 VALUES (?1, ?2, ?3, 'owner', ?4, ?5)",
+                params![email, given_name, family_name, owner_id, now_us],
+            )
+            .map_err(sql_error(format!("adding owner {email:?}")))?;
+            Ok(Some((tx.last_insert_rowid(), email, true)))
+        }
+    }
+}
+
+/// Gives the system's owner a sign-in once the system is operational, and queues the
+/// notice that says so (the link that sets the password comes from the installer:
+/// [`Registry::owner_sign_in_link`]).
+fn grant_owner_access(tx: &Transaction<'_>, system_id: i64, now_us: i64) -> Result<(), Error> {
+    let Some((_, email, true)) = ensure_owner_user(tx, system_id, now_us)? else {
         return Ok(());
     };
-    let existing: bool = tx
+    let system_name: String = tx
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE email = ?1)",
-            params![email],
+            "SELECT name FROM systems WHERE id = ?1",
+            params![system_id],
             |row| row.get(0),
         )
-        .map_err(sql_error("looking up the owner's e-mail"))?;
-    if existing {
-        return Ok(());
-    }
-    tx.execute(
-        "INSERT INTO users (email, given_name, family_name, role, owner_id, created_us)
-         VALUES (?1, ?2, ?3, 'owner', ?4, ?5)",
-        params![email, given_name, family_name, owner_id, now_us],
-    )
-    .map_err(sql_error(format!("adding owner {email:?}")))?;
+        .map_err(sql_error("reading the system's name"))?;
     tx.execute(
         "INSERT INTO email_outbox (created_us, to_address, subject, body_text)
          VALUES (?1, ?2, ?3, ?4)",
@@ -858,14 +931,52 @@ fn grant_owner_access(tx: &Transaction<'_>, system_id: i64, now_us: i64) -> Resu
             email,
             format!("Your solar system {system_name} is operational"),
             format!(
-                "Hello {given_name},\n\nyour system {system_name} is operational and you can \
-                 now follow its production in Sunfleet with this e-mail address. Your \
-                 installer will send you the link that sets your password.\n"
+                "Hello,\n\nyour system {system_name} is operational and you can now follow \
+                 its production in Sunfleet with this e-mail address. Your installer sends \
+                 you the link that sets your password.\n"
             )
         ],
     )
-    .map_err(sql_error("queueing the owner's welcome e-mail"))?;
+    .map_err(sql_error("queueing the owner's notice"))?;
     Ok(())
+}
+
+impl Registry {
+    /// A one-time link that lets the owner of one of `installer_id`'s systems set their
+    /// password (their sign-in is created if needed; earlier links stop working).
+    pub fn owner_sign_in_link(
+        &self,
+        installer_id: i64,
+        system_id: i64,
+        by_user: i64,
+        now_us: i64,
+    ) -> Result<Invitation, Error> {
+        self.transaction("creating the owner's sign-in link", |tx| {
+            let ours: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM systems WHERE id = ?1 AND installer_id = ?2)",
+                    params![system_id, installer_id],
+                    |row| row.get(0),
+                )
+                .map_err(sql_error("finding the system"))?;
+            if !ours {
+                return Err(Error::UnknownSystem { system_id });
+            }
+            let (user_id, email, _) = ensure_owner_user(tx, system_id, now_us)?
+                .ok_or(Error::NoOwnerSignIn { system_id })?;
+            let invitation = issue_password_token(tx, user_id, &email, now_us)?;
+            insert_audit(
+                tx,
+                Some(by_user),
+                "owner_link_created",
+                "system",
+                Some(system_id),
+                &email,
+                now_us,
+            )?;
+            Ok(invitation)
+        })
+    }
 }
 
 #[cfg(test)]

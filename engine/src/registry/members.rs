@@ -52,17 +52,17 @@ pub struct Grant {
 
 impl Registry {
     /// Adds `member` to `company_id` without a password and returns the invitation whose
-    /// link sets it (valid [`INVITATION_LIFETIME_US`]); the welcome e-mail is queued.
+    /// link sets it (valid [`INVITATION_LIFETIME_US`]). A member invited before who never
+    /// set a password gets a new link.
     pub fn invite_user(
         &self,
         company_id: i64,
         member: &NewMember,
-        link_base: &str,
         by_user: i64,
         now_us: i64,
     ) -> Result<Invitation, Error> {
         self.transaction("inviting a user", |tx| {
-            invite(tx, company_id, member, link_base, by_user, now_us)
+            invite(tx, company_id, member, by_user, now_us)
         })
     }
 
@@ -86,7 +86,8 @@ impl Registry {
     }
 
     /// Sets the invited user's password and uses the token up (every invitation of the
-    /// user ends).
+    /// user ends). The token is consumed in the same transaction that sets the password, so
+    /// two submissions of one link cannot both succeed.
     pub fn accept_invitation(
         &self,
         token: &str,
@@ -103,16 +104,26 @@ impl Registry {
             .ok_or(Error::InvitationInvalid)?;
         let hash = hash_password(password)?;
         self.transaction("accepting an invitation", |tx| {
+            let consumed = tx
+                .execute(
+                    "DELETE FROM password_tokens
+                     WHERE token_digest = ?1 AND user_id = ?2 AND expires_us > ?3",
+                    params![digest(token), user.id, now_us],
+                )
+                .map_err(sql_error("using the invitation up"))?;
+            if consumed == 0 {
+                return Err(Error::InvitationInvalid);
+            }
+            tx.execute(
+                "DELETE FROM password_tokens WHERE user_id = ?1",
+                params![user.id],
+            )
+            .map_err(sql_error("ending the user's other invitations"))?;
             tx.execute(
                 "UPDATE users SET password_hash = ?1 WHERE id = ?2",
                 params![hash, user.id],
             )
             .map_err(sql_error("setting the password"))?;
-            tx.execute(
-                "DELETE FROM password_tokens WHERE user_id = ?1",
-                params![user.id],
-            )
-            .map_err(sql_error("using the invitation up"))?;
             insert_audit(
                 tx,
                 Some(user.id),
@@ -183,7 +194,6 @@ impl Registry {
         installer_id: i64,
         company_name: &str,
         contact: &NewMember,
-        link_base: &str,
         by_user: i64,
         now_us: i64,
     ) -> Result<(i64, Invitation), Error> {
@@ -220,7 +230,7 @@ impl Registry {
                 role: UserRole::Subcontractor,
                 ..contact.clone()
             };
-            let invitation = invite(tx, company_id, &member, link_base, by_user, now_us)?;
+            let invitation = invite(tx, company_id, &member, by_user, now_us)?;
             Ok((company_id, invitation))
         })
     }
@@ -339,36 +349,70 @@ fn invite(
     tx: &Transaction<'_>,
     company_id: i64,
     member: &NewMember,
-    link_base: &str,
     by_user: i64,
     now_us: i64,
 ) -> Result<Invitation, Error> {
-    let taken: bool = tx
+    let existing: Option<(i64, Option<i64>, bool)> = tx
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE email = ?1)",
+            "SELECT id, company_id, password_hash IS NOT NULL FROM users WHERE email = ?1",
             params![member.email],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
+        .optional()
         .map_err(sql_error("looking up the e-mail"))?;
-    if taken {
-        return Err(Error::EmailTaken {
-            email: member.email.clone(),
-        });
-    }
+    let user_id = match existing {
+        // Invited before and never signed up (the link expired or got lost): a new link.
+        Some((id, Some(company), false)) if company == company_id => id,
+        Some(_) => {
+            return Err(Error::EmailTaken {
+                email: member.email.clone(),
+            });
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO users (email, given_name, family_name, role, company_id, created_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    member.email,
+                    member.given_name,
+                    member.family_name,
+                    member.role.as_str(),
+                    company_id,
+                    now_us
+                ],
+            )
+            .map_err(sql_error(format!("adding user {:?}", member.email)))?;
+            tx.last_insert_rowid()
+        }
+    };
+    let invitation = issue_password_token(tx, user_id, &member.email, now_us)?;
+    insert_audit(
+        tx,
+        Some(by_user),
+        "user_invited",
+        "user",
+        Some(user_id),
+        &format!("{} ({})", member.email, member.role.as_str()),
+        now_us,
+    )?;
+    Ok(invitation)
+}
+
+/// A new one-time link for `user_id` (earlier ones stop working). The token is returned to
+/// be handed over once; only its digest is stored, and nothing else keeps the link: the
+/// portal shows it to the person who asked for it (and e-mail delivery, when it comes,
+/// must send it without storing it).
+pub(super) fn issue_password_token(
+    tx: &Transaction<'_>,
+    user_id: i64,
+    email: &str,
+    now_us: i64,
+) -> Result<Invitation, Error> {
     tx.execute(
-        "INSERT INTO users (email, given_name, family_name, role, company_id, created_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            member.email,
-            member.given_name,
-            member.family_name,
-            member.role.as_str(),
-            company_id,
-            now_us
-        ],
+        "DELETE FROM password_tokens WHERE user_id = ?1",
+        params![user_id],
     )
-    .map_err(sql_error(format!("adding user {:?}", member.email)))?;
-    let user_id = tx.last_insert_rowid();
+    .map_err(sql_error("replacing an invitation"))?;
     let token = random_token();
     tx.execute(
         "INSERT INTO password_tokens (token_digest, user_id, created_us, expires_us)
@@ -381,40 +425,9 @@ fn invite(
         ],
     )
     .map_err(sql_error("creating the invitation"))?;
-    let company: String = tx
-        .query_row(
-            "SELECT name FROM companies WHERE id = ?1",
-            params![company_id],
-            |row| row.get(0),
-        )
-        .map_err(sql_error("reading the company's name"))?;
-    tx.execute(
-        "INSERT INTO email_outbox (created_us, to_address, subject, body_text)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![
-            now_us,
-            member.email,
-            format!("You are invited to {company} on Sunfleet"),
-            format!(
-                "Hello {},\n\nyou were added to {company} on Sunfleet. Choose your password \
-                 within 7 days with this link:\n\n{link_base}/welcome?token={token}\n",
-                member.given_name
-            )
-        ],
-    )
-    .map_err(sql_error("queueing the invitation e-mail"))?;
-    insert_audit(
-        tx,
-        Some(by_user),
-        "user_invited",
-        "user",
-        Some(user_id),
-        &format!("{} ({})", member.email, member.role.as_str()),
-        now_us,
-    )?;
     Ok(Invitation {
         user_id,
-        email: member.email.clone(),
+        email: email.to_owned(),
         token,
     })
 }

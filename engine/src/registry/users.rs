@@ -228,7 +228,6 @@ impl Registry {
 }
 
 impl Registry {
-    /// A user's saved portal preference, if any.
     /// Sets the user's interface language (`en` or `fr`; the portal checks which).
     pub fn set_user_language(&self, user_id: i64, language: &str) -> Result<(), Error> {
         self.connection()
@@ -240,6 +239,7 @@ impl Registry {
         Ok(())
     }
 
+    /// A user's saved portal preference, if any.
     pub fn user_setting(&self, user_id: i64, name: &str) -> Result<Option<String>, Error> {
         self.connection()
             .query_row(

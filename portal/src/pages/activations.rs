@@ -9,14 +9,14 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use sunfleet_engine::ids::Serial;
 use sunfleet_engine::registry::{ACTIVATION_STEPS, Activation, ActivationForm, OwnerDetails};
 use sunfleet_engine::time::CivilDate;
 
-use super::{Chrome, render, valid_email};
+use super::{Chrome, link_base, render, valid_email};
 use crate::access::{Need, authorize};
 use crate::fleet::{self, STAGES, stage_label};
 use crate::i18n::Lang;
@@ -473,6 +473,8 @@ struct ActivationPage {
     editable: bool,
     saved: bool,
     months: [&'static str; 12],
+    /// The owner's sign-in link just made, shown once.
+    owner_link: Option<String>,
 }
 
 impl ActivationPage {
@@ -502,6 +504,7 @@ fn blank_page(principal: &Principal, values: FormValues, errors: FieldErrors) ->
         editable: true,
         saved: false,
         months: MONTHS,
+        owner_link: None,
     }
 }
 
@@ -569,17 +572,17 @@ pub async fn create(
         }
     };
     let registry = Arc::clone(state.registry());
-    let directory = state.query().store().directory().clone();
     let user = principal.user.id;
     let created = blocking(move || {
         let now = sunfleet_engine::time::now_micros();
-        let id = registry.create_activation(installer, &form, user, now)?;
-        registry.load_system_into(id, &directory)?;
-        Ok(id)
+        Ok(registry.create_activation(installer, &form, user, now)?)
     })
     .await;
     match created {
-        Ok(id) => Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response()),
+        Ok(id) => {
+            load_devices(&state, id).await;
+            Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response())
+        }
         Err(error) => {
             let errors = field_error(error, principal.lang())?;
             let page = render(
@@ -588,6 +591,16 @@ pub async fn create(
             )?;
             Ok(with_status(page, &errors))
         }
+    }
+}
+
+/// Lets the write path resolve the system's devices at once. The system is saved whatever
+/// happens here: a failure is logged, and the next restart loads the directory anyway.
+async fn load_devices(state: &AppState, system_id: i64) {
+    let query = Arc::clone(state.query());
+    let loaded = blocking(move || Ok(query.load_system_devices(system_id)?)).await;
+    if let Err(error) = loaded {
+        tracing::error!(system_id, %error, "the new devices resolve only after a restart");
     }
 }
 
@@ -601,11 +614,22 @@ pub(crate) async fn load(
     })?;
     authorize(principal, Need::System(system))?;
     let registry = Arc::clone(state.registry());
-    blocking(move || Ok(registry.activation(id)?))
+    let mut activation = blocking(move || Ok(registry.activation(id)?))
         .await?
         .ok_or_else(|| PortalError::NotFound {
             what: format!("system {id}"),
-        })
+        })?;
+    // The owner's contact details are for the installer's people (and the owner), not for
+    // subcontractors or the platform's operator.
+    if !is_installer_of(principal, &activation) && principal.user.owner_id.is_none() {
+        activation.form.owner = None;
+    }
+    Ok(activation)
+}
+
+fn is_installer_of(principal: &Principal, activation: &Activation) -> bool {
+    principal.user.company_id == Some(activation.installer_id)
+        && authorize(principal, Need::ActivateSystems).is_ok()
 }
 
 fn details_page(
@@ -647,10 +671,12 @@ fn details_page(
                 .collect()
         })
         .unwrap_or_default();
-    let editable = authorize(principal, Need::ActivateSystems).is_ok()
-        && principal.user.company_id == Some(activation.installer_id);
+    let editable = is_installer_of(principal, activation);
+    let mut chrome = Chrome::new(principal, "Activations", "activations");
+    // A system's name is data, not a wording to translate.
+    chrome.title = activation.form.name.clone();
     ActivationPage {
-        chrome: Chrome::new(principal, activation.form.name.clone(), "activations"),
+        chrome,
         system_id: Some(activation.system_id),
         stage: lang.t(stage_label(&activation.stage)),
         percent: percent_complete(done),
@@ -674,6 +700,7 @@ fn details_page(
         editable,
         saved,
         months: MONTHS,
+        owner_link: None,
     }
 }
 
@@ -700,6 +727,61 @@ pub async fn details(
             query.saved.is_some(),
         ),
     )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OwnerLinkForm {
+    csrf_token: Option<String>,
+}
+
+/// Makes the link that lets the system's owner set their password (their sign-in is
+/// created if needed); shown once to the installer, who sends it to the owner.
+pub async fn owner_link(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<OwnerLinkForm>,
+) -> Result<Response, PortalError> {
+    principal.check_csrf(form.csrf_token.as_deref())?;
+    let activation = load(&state, &principal, id).await?;
+    if !is_installer_of(&principal, &activation) {
+        return Err(PortalError::Forbidden {
+            reason: "only the installer of a system gives its owner access".to_owned(),
+        });
+    }
+    let installer = activation.installer_id;
+    let registry = Arc::clone(state.registry());
+    let user = principal.user.id;
+    let made = blocking(move || {
+        let now = sunfleet_engine::time::now_micros();
+        Ok(registry.owner_sign_in_link(installer, id, user, now)?)
+    })
+    .await;
+    let mut errors = Vec::new();
+    let link = match made {
+        Ok(invitation) => Some(format!(
+            "{}/welcome?token={}",
+            link_base(&state, &headers),
+            invitation.token
+        )),
+        Err(PortalError::Engine(sunfleet_engine::Error::NoOwnerSignIn { .. })) => {
+            errors.push((
+                "owner_email",
+                principal
+                    .lang()
+                    .t("This owner cannot get a sign-in: enter an owner, with an e-mail address no other account uses.")
+                    .to_owned(),
+            ));
+            None
+        }
+        Err(error) => return Err(error),
+    };
+    let values = FormValues::from_activation(&activation);
+    let mut page = details_page(&principal, &activation, values, errors.clone(), false);
+    page.owner_link = link;
+    let response = render("activation", &page)?;
+    Ok(with_status(response, &errors))
 }
 
 pub async fn update(
@@ -729,17 +811,17 @@ pub async fn update(
         }
     };
     let registry = Arc::clone(state.registry());
-    let directory = state.query().store().directory().clone();
     let user = principal.user.id;
     let saved = blocking(move || {
         let now = sunfleet_engine::time::now_micros();
-        registry.update_activation(installer, id, &form, user, now)?;
-        registry.load_system_into(id, &directory)?;
-        Ok(())
+        Ok(registry.update_activation(installer, id, &form, user, now)?)
     })
     .await;
     match saved {
-        Ok(()) => Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response()),
+        Ok(()) => {
+            load_devices(&state, id).await;
+            Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response())
+        }
         Err(error) => {
             let errors = field_error(error, principal.lang())?;
             let page = render(

@@ -355,10 +355,9 @@ pub async fn invite(
     };
     let registry = Arc::clone(state.registry());
     let by = principal.user.id;
-    let link = base.clone();
     let outcome = blocking(move || {
         let now = sunfleet_engine::time::now_micros();
-        Ok(registry.invite_user(company_id, &member, &link, by, now)?)
+        Ok(registry.invite_user(company_id, &member, by, now)?)
     })
     .await;
     let feedback = match outcome {
@@ -439,10 +438,9 @@ pub async fn add_subcontractor(
     };
     let registry = Arc::clone(state.registry());
     let by = principal.user.id;
-    let link = base.clone();
     let outcome = blocking(move || {
         let now = sunfleet_engine::time::now_micros();
-        Ok(registry.add_subcontractor(installer, &company_name, &contact, &link, by, now)?)
+        Ok(registry.add_subcontractor(installer, &company_name, &contact, by, now)?)
     })
     .await;
     let feedback = match outcome {

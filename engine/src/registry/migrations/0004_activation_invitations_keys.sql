@@ -82,7 +82,8 @@ CREATE TABLE users_new (
     created_us    INTEGER NOT NULL,
     last_login_us INTEGER,
     CHECK ((role = 'owner') = (owner_id IS NOT NULL)),
-    CHECK (role IN ('owner', 'platform_admin') OR company_id IS NOT NULL)
+    CHECK (role IN ('owner', 'platform_admin') OR company_id IS NOT NULL),
+    CHECK (role <> 'platform_admin' OR company_id IS NULL)
 );
 INSERT INTO users_new
     (id, email, given_name, family_name, phone, language, role, company_id, owner_id,
