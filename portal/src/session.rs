@@ -10,7 +10,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
-use sunfleet_engine::registry::{Registry, SessionUser, UserRecord, UserRole};
+use axum::response::{IntoResponse, Response};
+use sunfleet_engine::registry::{NewSession, Registry, SessionUser, UserRecord, UserRole};
 use sunfleet_query::Scope;
 
 use crate::PortalError;
@@ -86,6 +87,23 @@ pub fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> Head
 
 pub fn add_cookie(headers: &mut HeaderMap, value: HeaderValue) {
     headers.append(SET_COOKIE, value);
+}
+
+/// A redirect to `to` that carries a new session's cookie (sign-in, a changed password,
+/// an accepted invitation).
+pub fn redirect_with_session(state: &AppState, to: &str, session: &NewSession) -> Response {
+    let config = &state.shared().config;
+    let mut response = axum::response::Redirect::to(to).into_response();
+    add_cookie(
+        response.headers_mut(),
+        set_cookie(
+            SESSION_COOKIE,
+            &session.token,
+            config.session_lifetime_us / 1_000_000,
+            config.secure_cookies,
+        ),
+    );
+    response
 }
 
 /// The principal of a session token, if the session is valid (blocking: SQLite).

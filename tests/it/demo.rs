@@ -84,7 +84,7 @@ pub fn start_demo_with(data: &std::path::Path, portal_port: u16, systems: u32) -
     }
 }
 
-fn system_ids(client: &mut Client) -> BTreeSet<u64> {
+pub fn system_ids(client: &mut Client) -> BTreeSet<u64> {
     let answer = client.get("/api/systems");
     assert_eq!(answer.status, 200, "{}", answer.body);
     let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();

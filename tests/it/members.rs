@@ -5,21 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::demo::{PASSWORD, start_demo};
+use crate::demo::{PASSWORD, start_demo, system_ids};
 use crate::free_tcp_port;
 use crate::http::{Client, hidden_field};
-
-fn system_ids(client: &mut Client) -> BTreeSet<u64> {
-    let answer = client.get("/api/systems");
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-    json["systems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_u64().unwrap())
-        .collect()
-}
 
 fn me(client: &mut Client) -> serde_json::Value {
     let answer = client.get("/api/me");

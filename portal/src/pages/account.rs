@@ -18,7 +18,7 @@ use super::{Chrome, render, role_label};
 use crate::access::{Need, authorize};
 use crate::i18n::Lang;
 use crate::server::AppState;
-use crate::session::{SESSION_COOKIE, add_cookie, blocking, set_cookie};
+use crate::session::{blocking, redirect_with_session};
 use crate::{PortalError, Principal};
 
 #[derive(Template)]
@@ -160,17 +160,11 @@ pub async fn change_password(
         Ok(registry.create_session(user_id, now, lifetime)?)
     })
     .await?;
-    let mut response = Redirect::to("/account?changed=1").into_response();
-    add_cookie(
-        response.headers_mut(),
-        set_cookie(
-            SESSION_COOKIE,
-            &session.token,
-            lifetime / 1_000_000,
-            state.shared().config.secure_cookies,
-        ),
-    );
-    Ok(response)
+    Ok(redirect_with_session(
+        &state,
+        "/account?changed=1",
+        &session,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,7 +21,8 @@ use crate::PortalError;
 use crate::i18n::Lang;
 use crate::server::AppState;
 use crate::session::{
-    SESSION_COOKIE, add_cookie, blocking, cookie, principal_of_token, random_token, set_cookie,
+    SESSION_COOKIE, add_cookie, blocking, cookie, principal_of_token, random_token,
+    redirect_with_session, set_cookie,
 };
 
 const SIGN_IN_COOKIE: &str = "sunfleet_signin";
@@ -199,15 +200,10 @@ pub async fn submit(
         Ok(session) => session,
         Err(error) => return error.into_response(),
     };
-    let mut response = Redirect::to(&next).into_response();
-    let secure = shared.config.secure_cookies;
+    let mut response = redirect_with_session(&state, &next, &session);
     add_cookie(
         response.headers_mut(),
-        set_cookie(SESSION_COOKIE, &session.token, lifetime / 1_000_000, secure),
-    );
-    add_cookie(
-        response.headers_mut(),
-        set_cookie(SIGN_IN_COOKIE, "", 0, secure),
+        set_cookie(SIGN_IN_COOKIE, "", 0, shared.config.secure_cookies),
     );
     response
 }

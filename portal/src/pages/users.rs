@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use sunfleet_engine::registry::{NewMember, UserRole};
+use sunfleet_engine::registry::{Invitation, NewMember, UserRole};
 use sunfleet_engine::time::CivilDate;
 
 use super::{Chrome, link_base, render, role_label, valid_email};
@@ -360,24 +360,7 @@ pub async fn invite(
         Ok(registry.invite_user(company_id, &member, by, now)?)
     })
     .await;
-    let feedback = match outcome {
-        Ok(invitation) => Feedback {
-            invited: Some((invitation.email, invitation_link(&base, &invitation.token))),
-            ..Feedback::default()
-        },
-        Err(PortalError::Engine(sunfleet_engine::Error::EmailTaken { email })) => Feedback {
-            errors: vec![(
-                "invite_email",
-                principal
-                    .lang()
-                    .fill("{} already has an account", &[&email]),
-            )],
-            values,
-            ..Feedback::default()
-        },
-        Err(error) => return Err(error),
-    };
-    users_page(&state, &principal, feedback).await
+    invitation_page(&state, &principal, outcome, &base, "invite_email", values).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -443,14 +426,27 @@ pub async fn add_subcontractor(
         Ok(registry.add_subcontractor(installer, &company_name, &contact, by, now)?)
     })
     .await;
+    let outcome = outcome.map(|(_, invitation)| invitation);
+    invitation_page(&state, &principal, outcome, &base, "sub_email", values).await
+}
+
+/// The users page after an invitation: its link (shown once), or the e-mail field's error.
+async fn invitation_page(
+    state: &AppState,
+    principal: &Principal,
+    outcome: Result<Invitation, PortalError>,
+    base: &str,
+    email_field: &'static str,
+    values: Vec<(&'static str, String)>,
+) -> Result<Response, PortalError> {
     let feedback = match outcome {
-        Ok((_, invitation)) => Feedback {
-            invited: Some((invitation.email, invitation_link(&base, &invitation.token))),
+        Ok(invitation) => Feedback {
+            invited: Some((invitation.email, invitation_link(base, &invitation.token))),
             ..Feedback::default()
         },
         Err(PortalError::Engine(sunfleet_engine::Error::EmailTaken { email })) => Feedback {
             errors: vec![(
-                "sub_email",
+                email_field,
                 principal
                     .lang()
                     .fill("{} already has an account", &[&email]),
@@ -460,7 +456,7 @@ pub async fn add_subcontractor(
         },
         Err(error) => return Err(error),
     };
-    users_page(&state, &principal, feedback).await
+    users_page(state, principal, feedback).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use sunfleet_engine::registry::MIN_PASSWORD_CHARS;
 
@@ -15,7 +15,7 @@ use super::render;
 use crate::PortalError;
 use crate::i18n::Lang;
 use crate::server::AppState;
-use crate::session::{SESSION_COOKIE, add_cookie, blocking, set_cookie};
+use crate::session::{blocking, redirect_with_session};
 
 #[derive(Template)]
 #[template(path = "welcome.html")]
@@ -113,15 +113,5 @@ pub async fn submit(
         Ok(registry.create_session(user.id, now, lifetime)?)
     })
     .await?;
-    let mut response = Redirect::to("/").into_response();
-    add_cookie(
-        response.headers_mut(),
-        set_cookie(
-            SESSION_COOKIE,
-            &session.token,
-            lifetime / 1_000_000,
-            state.shared().config.secure_cookies,
-        ),
-    );
-    Ok(response)
+    Ok(redirect_with_session(&state, "/", &session))
 }
