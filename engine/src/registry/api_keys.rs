@@ -5,34 +5,18 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::audit::insert_audit;
-use super::sessions::{digest, random_token};
+use super::secret_links::{NewSecret, SecretSummary, list_secrets, new_secret};
+use super::sessions::digest;
 use super::users::{USER_COLUMNS_OF_U, user_record, user_row};
 use super::{Registry, UserRecord, sql_error};
 use crate::Error;
 
 /// Every key starts with this, so a leaked key is recognisable (secret scanners).
 pub const API_KEY_PREFIX: &str = "sfk_";
-/// Characters of a key shown in lists to tell keys apart.
-const SHOWN_CHARS: usize = 12;
-
-/// A key just created: `key` is shown once and not kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewApiKey {
-    pub id: i64,
-    pub key: String,
-}
-
+/// A key just created: `secret` is the key, shown once.
+pub type NewApiKey = NewSecret;
 /// A key as its owner's list shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeySummary {
-    pub id: i64,
-    pub name: String,
-    /// The key's first characters.
-    pub prefix: String,
-    pub created_us: i64,
-    pub last_used_us: Option<i64>,
-    pub revoked_us: Option<i64>,
-}
+pub type ApiKeySummary = SecretSummary;
 
 impl Registry {
     pub fn create_api_key(
@@ -41,13 +25,12 @@ impl Registry {
         name: &str,
         now_us: i64,
     ) -> Result<NewApiKey, Error> {
-        let key = format!("{API_KEY_PREFIX}{}", random_token());
-        let prefix: String = key.chars().take(SHOWN_CHARS).collect();
+        let (key, prefix, key_digest) = new_secret(API_KEY_PREFIX);
         self.transaction("creating an API key", |tx| {
             tx.execute(
                 "INSERT INTO api_keys (user_id, name, prefix, key_digest, created_us)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![user_id, name, prefix, digest(&key), now_us],
+                params![user_id, name, prefix, key_digest, now_us],
             )
             .map_err(sql_error("creating an API key"))?;
             let id = tx.last_insert_rowid();
@@ -60,36 +43,22 @@ impl Registry {
                 name,
                 now_us,
             )?;
-            Ok(NewApiKey {
+            Ok(NewSecret {
                 id,
-                key: key.clone(),
+                secret: key.clone(),
             })
         })
     }
 
     /// A user's keys, newest first.
     pub fn api_keys_of(&self, user_id: i64) -> Result<Vec<ApiKeySummary>, Error> {
-        let context = "listing API keys";
-        let connection = self.connection();
-        let mut statement = connection
-            .prepare(
-                "SELECT id, name, prefix, created_us, last_used_us, revoked_us FROM api_keys
-                 WHERE user_id = ?1 ORDER BY created_us DESC, id DESC",
-            )
-            .map_err(sql_error(context))?;
-        let rows = statement
-            .query_map(params![user_id], |row| {
-                Ok(ApiKeySummary {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    prefix: row.get(2)?,
-                    created_us: row.get(3)?,
-                    last_used_us: row.get(4)?,
-                    revoked_us: row.get(5)?,
-                })
-            })
-            .map_err(sql_error(context))?;
-        rows.collect::<Result<_, _>>().map_err(sql_error(context))
+        list_secrets(
+            &self.connection(),
+            "SELECT id, name, prefix, created_us, last_used_us, revoked_us FROM api_keys
+             WHERE user_id = ?1 ORDER BY created_us DESC, id DESC",
+            user_id,
+            "listing API keys",
+        )
     }
 
     /// Revokes one of the user's keys; `false` when the user has no such live key.

@@ -19,6 +19,7 @@ mod gateways;
 mod members;
 pub mod records;
 mod report_feeds;
+mod secret_links;
 mod sessions;
 mod users;
 
@@ -32,6 +33,7 @@ pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDev
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontractor};
 pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
+pub use secret_links::{NewSecret, SecretSummary};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 

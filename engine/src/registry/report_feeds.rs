@@ -6,31 +6,18 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::audit::insert_audit;
-use super::sessions::{digest, random_token};
+use super::secret_links::{NewSecret, SecretSummary, list_secrets, new_secret};
+use super::sessions::digest;
 use super::{Registry, sql_error};
 use crate::Error;
 
 /// Every feed token starts with this.
 pub const FEED_TOKEN_PREFIX: &str = "sff_";
-const SHOWN_CHARS: usize = 12;
 
-/// A feed just created: `token` is shown once and not kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewReportFeed {
-    pub id: i64,
-    pub token: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportFeed {
-    pub id: i64,
-    /// Who receives it.
-    pub name: String,
-    pub prefix: String,
-    pub created_us: i64,
-    pub last_used_us: Option<i64>,
-    pub revoked_us: Option<i64>,
-}
+/// A feed just created: `secret` is its token, shown once.
+pub type NewReportFeed = NewSecret;
+/// A feed as the company's list shows it (`name`: who receives it).
+pub type ReportFeed = SecretSummary;
 
 impl Registry {
     pub fn create_report_feed(
@@ -40,47 +27,32 @@ impl Registry {
         by_user: i64,
         now_us: i64,
     ) -> Result<NewReportFeed, Error> {
-        let token = format!("{FEED_TOKEN_PREFIX}{}", random_token());
-        let prefix: String = token.chars().take(SHOWN_CHARS).collect();
+        let (token, prefix, token_digest) = new_secret(FEED_TOKEN_PREFIX);
         self.transaction("creating a report feed", |tx| {
             tx.execute(
                 "INSERT INTO report_feeds (company_id, name, prefix, token_digest, created_by, created_us)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![company_id, name, prefix, digest(&token), by_user, now_us],
+                params![company_id, name, prefix, token_digest, by_user, now_us],
             )
             .map_err(sql_error("creating a report feed"))?;
             let id = tx.last_insert_rowid();
             insert_audit(tx, Some(by_user), "report_feed_created", "report_feed", Some(id), name, now_us)?;
-            Ok(NewReportFeed {
+            Ok(NewSecret {
                 id,
-                token: token.clone(),
+                secret: token.clone(),
             })
         })
     }
 
     /// A company's feeds, newest first.
     pub fn report_feeds_of(&self, company_id: i64) -> Result<Vec<ReportFeed>, Error> {
-        let context = "listing report feeds";
-        let connection = self.connection();
-        let mut statement = connection
-            .prepare(
-                "SELECT id, name, prefix, created_us, last_used_us, revoked_us FROM report_feeds
-                 WHERE company_id = ?1 ORDER BY created_us DESC, id DESC",
-            )
-            .map_err(sql_error(context))?;
-        let rows = statement
-            .query_map(params![company_id], |row| {
-                Ok(ReportFeed {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    prefix: row.get(2)?,
-                    created_us: row.get(3)?,
-                    last_used_us: row.get(4)?,
-                    revoked_us: row.get(5)?,
-                })
-            })
-            .map_err(sql_error(context))?;
-        rows.collect::<Result<_, _>>().map_err(sql_error(context))
+        list_secrets(
+            &self.connection(),
+            "SELECT id, name, prefix, created_us, last_used_us, revoked_us FROM report_feeds
+             WHERE company_id = ?1 ORDER BY created_us DESC, id DESC",
+            company_id,
+            "listing report feeds",
+        )
     }
 
     /// Revokes one of the company's live feeds; `false` when it has no such feed.

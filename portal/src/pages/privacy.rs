@@ -226,7 +226,7 @@ pub async fn create_key(
     .await?;
     let feedback = match created {
         Some(key) => Feedback {
-            new_key: Some(key.key),
+            new_key: Some(key.secret),
             ..Feedback::default()
         },
         None => Feedback {
@@ -310,7 +310,7 @@ pub async fn create_feed(
     let link = format!(
         "{}/feeds/monthly-production.csv?token={}",
         link_base(&state, &headers),
-        feed.token
+        feed.secret
     );
     let feedback = Feedback {
         new_feed: Some(link),
