@@ -89,6 +89,15 @@ pub fn add_cookie(headers: &mut HeaderMap, value: HeaderValue) {
     headers.append(SET_COOKIE, value);
 }
 
+/// The credential of an `Authorization: Bearer …` header (the scheme is case-insensitive).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// A redirect to `to` that carries a new session's cookie (sign-in, a changed password,
 /// an accepted invitation).
 pub fn redirect_with_session(state: &AppState, to: &str, session: &NewSession) -> Response {
@@ -171,8 +180,8 @@ impl FromRequestParts<AppState> for Principal {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|key| key.trim().to_owned());
+            .and_then(bearer_token)
+            .map(str::to_owned);
         if let Some(key) = bearer.filter(|_| api) {
             return match blocking(move || principal_of_api_key(&registry, &key, now)).await? {
                 Some(principal) => Ok(principal),

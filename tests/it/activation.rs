@@ -156,10 +156,12 @@ fn a_system_added_in_the_portal_activates_once_its_gateway_reports() {
     let mut owner = Client::new(&demo.portal);
     let welcome = owner.get(&made.body[start..end]);
     let token = hidden_field(&welcome.body, "token").unwrap();
+    let form_token = hidden_field(&welcome.body, "form_token").unwrap();
     let set = owner.post_form(
         "/welcome",
         &[
             ("token", &token),
+            ("form_token", &form_token),
             ("password", "the owner's password"),
             ("confirm_password", "the owner's password"),
         ],

@@ -28,10 +28,23 @@ fn accept(portal: &str, path: &str, password: &str) -> Client {
     let form = client.get(path);
     assert_eq!(form.status, 200, "{}", form.body);
     let token = hidden_field(&form.body, "token").unwrap();
+    let form_token = hidden_field(&form.body, "form_token").unwrap();
+    // Another site's form (no matching form cookie) sets nothing.
+    let forged = Client::new(portal).post_form(
+        "/welcome",
+        &[
+            ("token", &token),
+            ("form_token", "forged"),
+            ("password", password),
+            ("confirm_password", password),
+        ],
+    );
+    assert_eq!(forged.status, 403);
     let short = client.post_form(
         "/welcome",
         &[
             ("token", &token),
+            ("form_token", &form_token),
             ("password", "short"),
             ("confirm_password", "short"),
         ],
@@ -41,6 +54,7 @@ fn accept(portal: &str, path: &str, password: &str) -> Client {
         "/welcome",
         &[
             ("token", &token),
+            ("form_token", &form_token),
             ("password", password),
             ("confirm_password", password),
         ],

@@ -22,7 +22,7 @@ use super::{Chrome, link_base, render};
 use crate::access::{Need, authorize};
 use crate::fleet;
 use crate::server::AppState;
-use crate::session::blocking;
+use crate::session::{bearer_token, blocking};
 use crate::{PortalError, Principal};
 
 /// Live keys a user may hold at once.
@@ -359,7 +359,7 @@ pub async fn monthly_production_feed(
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .map(str::to_owned)
         .or(query.token)
         .unwrap_or_default();

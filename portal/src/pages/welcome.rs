@@ -6,7 +6,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use sunfleet_engine::registry::MIN_PASSWORD_CHARS;
@@ -15,13 +15,20 @@ use super::render;
 use crate::PortalError;
 use crate::i18n::Lang;
 use crate::server::AppState;
-use crate::session::{blocking, redirect_with_session};
+use crate::session::{
+    add_cookie, blocking, cookie, random_token, redirect_with_session, set_cookie,
+};
+
+const WELCOME_COOKIE: &str = "sunfleet_welcome";
 
 #[derive(Template)]
 #[template(path = "welcome.html")]
 struct WelcomePage {
     lang: Lang,
     token: String,
+    /// Matches the form cookie: another site cannot post this form (and so cannot sign a
+    /// browser into an account of its choosing).
+    form_token: String,
     email: String,
     min_chars: usize,
     error: Option<String>,
@@ -50,29 +57,47 @@ pub async fn form(
     })
     .await?
     .ok_or_else(invalid)?;
-    render(
+    let form_token = random_token();
+    let mut response = render(
         "welcome",
         &WelcomePage {
             lang: Lang::from_code(&user.language),
             token,
+            form_token: form_token.clone(),
             email: user.email,
             min_chars: MIN_PASSWORD_CHARS,
             error: None,
         },
-    )
+    )?;
+    add_cookie(
+        response.headers_mut(),
+        set_cookie(
+            WELCOME_COOKIE,
+            &form_token,
+            3600,
+            state.shared().config.secure_cookies,
+        ),
+    );
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
 pub struct WelcomeForm {
     token: String,
+    form_token: Option<String>,
     password: String,
     confirm_password: String,
 }
 
 pub async fn submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Form(form): Form<WelcomeForm>,
 ) -> Result<Response, PortalError> {
+    let expected = cookie(&headers, WELCOME_COOKIE);
+    if expected.is_none() || expected != form.form_token.as_deref() {
+        return Err(PortalError::CsrfMismatch);
+    }
     let registry = Arc::clone(state.registry());
     let token = form.token.clone();
     let user =
@@ -97,6 +122,7 @@ pub async fn submit(
             &WelcomePage {
                 lang: Lang::from_code(&user.language),
                 token: form.token,
+                form_token: form.form_token.clone().unwrap_or_default(),
                 email: user.email,
                 min_chars: MIN_PASSWORD_CHARS,
                 error: Some(error),
