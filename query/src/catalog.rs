@@ -68,9 +68,15 @@ fn registry_scope(table: &str, scope: &Scope) -> Option<RowScope> {
     };
     Some(match (table, scope) {
         ("systems", _) => of_systems("id"),
+        ("subcontractor_grants", Scope::Company { company_id, .. }) => RowScope::GrantsSeenBy {
+            company_id: *company_id,
+        },
+        ("subcontractor_grants", _) => RowScope::Values {
+            column: "id",
+            values: Vec::new(),
+        },
         (
-            "subcontractor_grants"
-            | "arrays"
+            "arrays"
             | "devices"
             | "production_estimates"
             | "activation_steps"

@@ -73,6 +73,26 @@ impl RowScope {
                 select("id", &|id| named.contains(&id))
             }
             RowScope::Values { column, values } => select(column, &|id| values.contains(&id)),
+            RowScope::GrantsSeenBy { company_id } => {
+                let installed: std::collections::HashSet<i64> = {
+                    let systems = registry.table_batch("systems").map_err(external)?;
+                    let (ids_of, installers) =
+                        (ids(&systems, "id")?, ids(&systems, "installer_id")?);
+                    (0..systems.num_rows())
+                        .filter(|&i| installers.is_valid(i) && installers.value(i) == *company_id)
+                        .map(|i| ids_of.value(i))
+                        .collect()
+                };
+                let (grantees, granted) = (ids(batch, "company_id")?, ids(batch, "system_id")?);
+                Ok((0..batch.num_rows())
+                    .map(|i| {
+                        Some(
+                            (grantees.is_valid(i) && grantees.value(i) == *company_id)
+                                || (granted.is_valid(i) && installed.contains(&granted.value(i))),
+                        )
+                    })
+                    .collect())
+            }
         }
     }
 }
@@ -100,6 +120,9 @@ pub enum RowScope {
         column: &'static str,
         values: Vec<i64>,
     },
+    /// Subcontractor grants a company may see: its own, and those on systems it installed
+    /// (a subcontractor does not learn which other subcontractors share a system).
+    GrantsSeenBy { company_id: i64 },
 }
 
 /// One registry table, unscoped or limited to a [`RowScope`].

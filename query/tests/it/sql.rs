@@ -191,6 +191,49 @@ async fn a_company_sees_only_its_systems_and_grants_in_every_table() {
     let mut expected = vec![901, installer_of_second[0]];
     expected.sort_unstable();
     assert_eq!(companies, expected);
+    // Grants: a subcontractor sees its own, not another subcontractor's on the same system;
+    // the installer of that system sees both.
+    fleet
+        .registry
+        .transaction("a second subcontractor", |tx| {
+            tx.execute_batch(&format!(
+                "INSERT INTO companies (id, name, kind, created_us) VALUES (902, 'Other Sub', 'subcontractor', 0);
+                 INSERT INTO subcontractor_grants (system_id, company_id, granted_us) VALUES ({}, 902, 0);",
+                all[1]
+            ))
+            .map_err(|source| sunfleet_engine::Error::Registry {
+                context: "a second subcontractor".into(),
+                source,
+            })
+        })
+        .unwrap();
+    let grantees = |answer: &sunfleet_query::SqlAnswer| {
+        let mut ids: Vec<Option<i64>> = answer.i64s(0);
+        ids.sort_unstable();
+        ids
+    };
+    let seen = fleet
+        .sql(
+            &subcontractor,
+            "SELECT company_id FROM subcontractor_grants",
+        )
+        .await;
+    assert_eq!(
+        grantees(&seen),
+        vec![Some(901), Some(901)],
+        "its own grants only (one revoked)"
+    );
+    let installer_scope = Scope::of_company(&fleet.registry, installer_of_second[0], now).unwrap();
+    let seen = fleet
+        .sql(
+            &installer_scope,
+            &format!(
+                "SELECT company_id FROM subcontractor_grants WHERE system_id = {}",
+                all[1]
+            ),
+        )
+        .await;
+    assert_eq!(grantees(&seen), vec![Some(901), Some(902)]);
     // Gateway tasks follow the devices they are for.
     let tasks = fleet
         .sql(&installer, "SELECT count(*) FROM gateway_tasks")
