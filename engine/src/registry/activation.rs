@@ -286,16 +286,12 @@ impl Registry {
             )
             .map_err(sql_error(format!("saving system {system_id}")))?;
             write_form_extras(tx, system_id, form)?;
-            let known: Vec<i64> = {
-                let mut statement = tx
-                    .prepare("SELECT serial FROM devices WHERE system_id = ?1 AND kind = 'gateway'")
-                    .map_err(sql_error("listing gateways"))?;
-                let rows = statement
-                    .query_map(params![system_id], |row| row.get(0))
-                    .map_err(sql_error("listing gateways"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(sql_error("listing gateways"))?
-            };
+            let known: Vec<i64> = column_of_system(
+                tx,
+                "SELECT serial FROM devices WHERE system_id = ?1 AND kind = 'gateway'",
+                system_id,
+                "listing gateways",
+            )?;
             let added: Vec<Serial> = form
                 .gateway_serials
                 .iter()
@@ -668,16 +664,12 @@ impl Registry {
                 }
                 complete_step(tx, system_id, step, now_us)?;
             }
-            let done: Vec<String> = {
-                let mut statement = tx
-                    .prepare("SELECT step FROM activation_steps WHERE system_id = ?1")
-                    .map_err(sql_error("reading steps"))?;
-                let rows = statement
-                    .query_map(params![system_id], |row| row.get(0))
-                    .map_err(sql_error("reading steps"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(sql_error("reading steps"))?
-            };
+            let done: Vec<String> = column_of_system(
+                tx,
+                "SELECT step FROM activation_steps WHERE system_id = ?1",
+                system_id,
+                "reading steps",
+            )?;
             let done: Vec<&str> = done.iter().map(String::as_str).collect();
             let stage = stage_of(&done);
             tx.execute(
@@ -705,6 +697,20 @@ fn owner_by_email(tx: &Transaction<'_>, owner: &OwnerDetails, now_us: i64) -> Re
         Some(id) => Ok(id),
         None => insert_owner(tx, &new_owner(owner, now_us)),
     }
+}
+
+/// The one column `sql` selects for the system `?1`.
+fn column_of_system<T: rusqlite::types::FromSql>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    system_id: i64,
+    context: &str,
+) -> Result<Vec<T>, Error> {
+    let mut statement = tx.prepare(sql).map_err(sql_error(context))?;
+    let rows = statement
+        .query_map(params![system_id], |row| row.get(0))
+        .map_err(sql_error(context))?;
+    rows.collect::<Result<_, _>>().map_err(sql_error(context))
 }
 
 fn new_owner(owner: &OwnerDetails, now_us: i64) -> NewOwner {

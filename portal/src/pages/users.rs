@@ -70,6 +70,17 @@ pub struct Feedback {
     pub notice: Option<String>,
 }
 
+impl Feedback {
+    /// A form refused: its field errors, and what was typed to show again.
+    fn refused(errors: Vec<(&'static str, String)>, values: Vec<(&'static str, String)>) -> Self {
+        Self {
+            errors,
+            values,
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {
@@ -339,12 +350,7 @@ pub async fn invite(
         ("invite_family_name", form.family_name.trim().to_owned()),
     ];
     if !errors.is_empty() {
-        let feedback = Feedback {
-            errors,
-            values,
-            ..Feedback::default()
-        };
-        return users_page(&state, &principal, feedback).await;
+        return users_page(&state, &principal, Feedback::refused(errors, values)).await;
     }
     let base = link_base(&state, &headers);
     let member = NewMember {
@@ -405,12 +411,7 @@ pub async fn add_subcontractor(
         ("sub_family_name", form.family_name.trim().to_owned()),
     ];
     if !errors.is_empty() {
-        let feedback = Feedback {
-            errors,
-            values,
-            ..Feedback::default()
-        };
-        return users_page(&state, &principal, feedback).await;
+        return users_page(&state, &principal, Feedback::refused(errors, values)).await;
     }
     let base = link_base(&state, &headers);
     let contact = NewMember {
@@ -526,12 +527,7 @@ pub async fn grant(
         ("grant_until", form.until.clone().unwrap_or_default()),
     ];
     if !errors.is_empty() {
-        let feedback = Feedback {
-            errors,
-            values,
-            ..Feedback::default()
-        };
-        return users_page(&state, &principal, feedback).await;
+        return users_page(&state, &principal, Feedback::refused(errors, values)).await;
     }
     let registry = Arc::clone(state.registry());
     let by = principal.user.id;
