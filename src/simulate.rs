@@ -72,10 +72,20 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 12, requires = "site")]
     micros: u32,
     /// Latitude of the `--site` (where its sun is).
-    #[arg(long, default_value_t = 48.85, requires = "site")]
+    #[arg(
+        long,
+        default_value_t = 48.85,
+        requires = "site",
+        allow_negative_numbers = true
+    )]
     latitude: f64,
-    /// Longitude of the `--site`.
-    #[arg(long, default_value_t = 2.35, requires = "site")]
+    /// Longitude of the `--site` (negative west of Greenwich).
+    #[arg(
+        long,
+        default_value_t = 2.35,
+        requires = "site",
+        allow_negative_numbers = true
+    )]
     longitude: f64,
 }
 

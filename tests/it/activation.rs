@@ -226,6 +226,7 @@ fn a_system_added_in_the_portal_activates_once_its_gateway_reports() {
             "--micros",
             &MICROS.to_string(),
         ])
+        // West of Greenwich the longitude is negative: the CLI takes it as a value.
         .args(["--latitude", "0", "--longitude", &format!("{longitude:.2}")])
         .args([
             "--speed",
