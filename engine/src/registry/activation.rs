@@ -376,36 +376,29 @@ impl Registry {
             return Ok(None);
         };
         form.operational_date = operational_date.and_then(|d| d.parse().ok());
-        let mut statement = connection
-            .prepare(
-                "SELECT serial FROM devices WHERE system_id = ?1 AND kind = 'gateway'
-                 ORDER BY provisioned_us, id",
-            )
-            .map_err(sql_error(context.clone()))?;
-        for serial in statement
-            .query_map(params![system_id], |row| row.get::<_, i64>(0))
-            .map_err(sql_error(context.clone()))?
-        {
-            let serial = serial.map_err(sql_error(context.clone()))?;
-            if let Some(serial) = u64::try_from(serial).ok().and_then(Serial::new) {
-                form.gateway_serials.push(serial);
-            }
-        }
+        let serials: Vec<i64> = rows_of_system(
+            &connection,
+            "SELECT serial FROM devices WHERE system_id = ?1 AND kind = 'gateway'
+             ORDER BY provisioned_us, id",
+            system_id,
+            &context,
+            |row| row.get(0),
+        )?;
+        form.gateway_serials = serials
+            .into_iter()
+            .filter_map(|serial| u64::try_from(serial).ok().and_then(Serial::new))
+            .collect();
+        let monthly: Vec<(i64, f64)> = rows_of_system(
+            &connection,
+            "SELECT month, energy_kwh FROM production_estimates
+             WHERE system_id = ?1 AND array_id = 0",
+            system_id,
+            &context,
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let mut estimate = [0.0; 12];
         let mut months = 0;
-        let mut statement = connection
-            .prepare(
-                "SELECT month, energy_kwh FROM production_estimates
-                 WHERE system_id = ?1 AND array_id = 0",
-            )
-            .map_err(sql_error(context.clone()))?;
-        for row in statement
-            .query_map(params![system_id], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, f64>(1)?))
-            })
-            .map_err(sql_error(context.clone()))?
-        {
-            let (month, kwh) = row.map_err(sql_error(context.clone()))?;
+        for (month, kwh) in monthly {
             let slot = usize::try_from(month - 1)
                 .ok()
                 .and_then(|index| estimate.get_mut(index));
@@ -417,19 +410,15 @@ impl Registry {
         if months > 0 {
             form.monthly_estimate_kwh = Some(estimate);
         }
-        let mut steps = BTreeMap::new();
-        let mut statement = connection
-            .prepare("SELECT step, completed_us FROM activation_steps WHERE system_id = ?1")
-            .map_err(sql_error(context.clone()))?;
-        for row in statement
-            .query_map(params![system_id], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })
-            .map_err(sql_error(context.clone()))?
-        {
-            let (step, at) = row.map_err(sql_error(context.clone()))?;
-            steps.insert(step, at);
-        }
+        let steps: BTreeMap<String, i64> = rows_of_system(
+            &connection,
+            "SELECT step, completed_us FROM activation_steps WHERE system_id = ?1",
+            system_id,
+            &context,
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?
+        .into_iter()
+        .collect();
         let microinverters: u32 = connection
             .query_row(
                 "SELECT count(*) FROM devices
@@ -701,14 +690,25 @@ fn owner_by_email(tx: &Transaction<'_>, owner: &OwnerDetails, now_us: i64) -> Re
 
 /// The one column `sql` selects for the system `?1`.
 fn column_of_system<T: rusqlite::types::FromSql>(
-    tx: &Transaction<'_>,
+    connection: &rusqlite::Connection,
     sql: &str,
     system_id: i64,
     context: &str,
 ) -> Result<Vec<T>, Error> {
-    let mut statement = tx.prepare(sql).map_err(sql_error(context))?;
+    rows_of_system(connection, sql, system_id, context, |row| row.get(0))
+}
+
+/// The rows `sql` selects for the system `?1`, each made by `row`.
+fn rows_of_system<T>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    system_id: i64,
+    context: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, Error> {
+    let mut statement = connection.prepare(sql).map_err(sql_error(context))?;
     let rows = statement
-        .query_map(params![system_id], |row| row.get(0))
+        .query_map(params![system_id], row)
         .map_err(sql_error(context))?;
     rows.collect::<Result<_, _>>().map_err(sql_error(context))
 }

@@ -564,11 +564,7 @@ pub async fn create(
     let form = match parse_form(&values, principal.lang()) {
         Ok(form) => form,
         Err(errors) => {
-            let page = render(
-                "activation",
-                &blank_page(&principal, values, errors.clone()),
-            )?;
-            return Ok(with_status(page, &errors));
+            return form_page(&blank_page(&principal, values, errors));
         }
     };
     let registry = Arc::clone(state.registry());
@@ -579,19 +575,23 @@ pub async fn create(
     })
     .await;
     match created {
-        Ok(id) => {
-            load_devices(&state, id).await;
-            Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response())
-        }
+        Ok(id) => Ok(saved_page(&state, id).await),
         Err(error) => {
             let errors = field_error(error, principal.lang())?;
-            let page = render(
-                "activation",
-                &blank_page(&principal, values, errors.clone()),
-            )?;
-            Ok(with_status(page, &errors))
+            form_page(&blank_page(&principal, values, errors))
         }
     }
+}
+
+/// The form again with its field errors (400 when there are any).
+fn form_page(page: &ActivationPage) -> Result<Response, PortalError> {
+    Ok(with_status(render("activation", page)?, &page.errors))
+}
+
+/// After a save: the system's devices resolve at once, and the browser goes to its page.
+async fn saved_page(state: &AppState, id: i64) -> Response {
+    load_devices(state, id).await;
+    Redirect::to(&format!("/activations/{id}?saved=1")).into_response()
 }
 
 /// Lets the write path resolve the system's devices at once. The system is saved whatever
@@ -778,10 +778,9 @@ pub async fn owner_link(
         Err(error) => return Err(error),
     };
     let values = FormValues::from_activation(&activation);
-    let mut page = details_page(&principal, &activation, values, errors.clone(), false);
+    let mut page = details_page(&principal, &activation, values, errors, false);
     page.owner_link = link;
-    let response = render("activation", &page)?;
-    Ok(with_status(response, &errors))
+    form_page(&page)
 }
 
 pub async fn update(
@@ -803,11 +802,13 @@ pub async fn update(
     let form = match parse_form(&values, principal.lang()) {
         Ok(form) => form,
         Err(errors) => {
-            let page = render(
-                "activation",
-                &details_page(&principal, &activation, values, errors.clone(), false),
-            )?;
-            return Ok(with_status(page, &errors));
+            return form_page(&details_page(
+                &principal,
+                &activation,
+                values,
+                errors,
+                false,
+            ));
         }
     };
     let registry = Arc::clone(state.registry());
@@ -818,17 +819,16 @@ pub async fn update(
     })
     .await;
     match saved {
-        Ok(()) => {
-            load_devices(&state, id).await;
-            Ok(Redirect::to(&format!("/activations/{id}?saved=1")).into_response())
-        }
+        Ok(()) => Ok(saved_page(&state, id).await),
         Err(error) => {
             let errors = field_error(error, principal.lang())?;
-            let page = render(
-                "activation",
-                &details_page(&principal, &activation, values, errors.clone(), false),
-            )?;
-            Ok(with_status(page, &errors))
+            form_page(&details_page(
+                &principal,
+                &activation,
+                values,
+                errors,
+                false,
+            ))
         }
     }
 }
