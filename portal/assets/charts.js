@@ -40,6 +40,25 @@
     if (typeof uPlot === "undefined") return;
     root.querySelectorAll("[data-bars]").forEach(drawBars);
   }
+  // A play button steps through the links marked data-playback-day (the array view's past
+  // seven days), one every 1.5 s, through htmx so only the box changes.
+  function play(button) {
+    var box = button.getAttribute("data-playback");
+    var links = Array.prototype.slice.call(document.querySelectorAll(box + " [data-playback-day]"))
+      .map(function (a) { return a.getAttribute("href"); });
+    var step = 0;
+    function next() {
+      if (step >= links.length || typeof htmx === "undefined") return;
+      htmx.ajax("GET", links[step], { target: box, select: box, swap: "outerHTML" });
+      step += 1;
+      setTimeout(next, 1500);
+    }
+    next();
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-playback]");
+    if (button) play(button);
+  });
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
   // Parts htmx swaps in may carry charts too.
   document.addEventListener("htmx:afterSwap", function (event) { drawAll(event.target); });

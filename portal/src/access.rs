@@ -14,6 +14,9 @@ pub enum Need {
     FleetPages,
     /// One system's pages and data.
     System(u32),
+    /// Changing one system: its settings, tasks for its gateways, service requests
+    /// (installers and subcontractors it was granted to; owners only look).
+    ManageSystem(u32),
     /// Analyst SQL over the principal's scope.
     Sql,
     /// The company's users list (its members).
@@ -31,6 +34,15 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         Need::FleetPages => role != UserRole::Analyst,
         Need::System(id) => {
             role != UserRole::Analyst && principal.scope.systems().is_none_or(|s| s.contains(id))
+        }
+        Need::ManageSystem(id) => {
+            matches!(
+                role,
+                UserRole::InstallerAdmin
+                    | UserRole::InstallerUser
+                    | UserRole::Subcontractor
+                    | UserRole::PlatformAdmin
+            ) && principal.scope.systems().is_none_or(|s| s.contains(id))
         }
         Need::Sql => matches!(
             role,
@@ -56,6 +68,14 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
     Err(match need {
         Need::System(id) => PortalError::NotFound {
             what: format!("system {id}"),
+        },
+        Need::ManageSystem(id) if principal.scope.systems().is_some_and(|s| !s.contains(id)) => {
+            PortalError::NotFound {
+                what: format!("system {id}"),
+            }
+        }
+        Need::ManageSystem(_) => PortalError::Forbidden {
+            reason: "only the system's installers change it; owners see it".to_owned(),
         },
         Need::FleetPages => PortalError::Forbidden {
             reason: "analyst accounts use SQL (the Postgres and Flight SQL endpoints, or POST /api/sql); they have no portal pages".to_owned(),

@@ -135,6 +135,35 @@ impl Lang {
         }
     }
 
+    /// A time in a site's time zone: `2026-11-29 14:05` / `29/11/2026 14:05`.
+    pub fn local_time(self, us: i64, zone: &jiff::tz::TimeZone) -> String {
+        let Ok(t) = jiff::Timestamp::from_microsecond(us) else {
+            return String::new();
+        };
+        let local = zone.to_datetime(t);
+        match self {
+            Lang::En => local.strftime("%Y-%m-%d %H:%M").to_string(),
+            Lang::Fr => local.strftime("%d/%m/%Y %H:%M").to_string(),
+        }
+    }
+
+    /// A civil date (`YYYY-MM-DD`): as is in English, `dd/mm/yyyy` in French.
+    pub fn date(self, iso: &str) -> String {
+        match (self, iso.parse::<jiff::civil::Date>()) {
+            (Lang::Fr, Ok(date)) => date.strftime("%d/%m/%Y").to_string(),
+            _ => iso.to_owned(),
+        }
+    }
+
+    /// A power in W or kW.
+    pub fn power(self, watts: f64) -> String {
+        if watts.abs() >= 1e3 {
+            format!("{} kW", self.decimal(watts / 1e3, 2))
+        } else {
+            format!("{} W", self.decimal(watts, 0))
+        }
+    }
+
     /// A duration as the largest whole unit ("3 h", "2 d" / "2 j").
     pub fn age(self, us: i64) -> String {
         let minutes = us / 60_000_000;
@@ -152,9 +181,15 @@ impl Lang {
     }
 }
 
+mod fr_system;
+
+/// Every English → French table: the shell's and fleet pages' below, then one per group of
+/// pages.
+const FRENCH_TABLES: &[&[(&str, &str)]] = &[FRENCH, fr_system::FRENCH];
+
 fn french() -> &'static HashMap<&'static str, &'static str> {
     static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
-    TABLE.get_or_init(|| FRENCH.iter().copied().collect())
+    TABLE.get_or_init(|| FRENCH_TABLES.iter().flat_map(|t| t.iter().copied()).collect())
 }
 
 /// English wording → French.
@@ -857,10 +892,23 @@ mod tests {
 
     #[test]
     fn every_wording_in_the_templates_has_a_french_entry() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        let mut folders = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/templates"
+        ))];
+        let mut files = Vec::new();
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
         let mut missing = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
             // Wordings are written `chrome.t("…")` or `lang.t("…")`.
             for piece in text.split(".t(\"").skip(1) {

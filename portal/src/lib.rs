@@ -10,6 +10,7 @@
 //! - [`api`]: the JSON API beside the pages, and analyst SQL;
 //! - [`fleet`]: what the fleet pages and the API show, read through the query layer in the
 //!   principal's scope;
+//! - [`weather`]: the pluggable weather source of the system pages;
 //! - [`error`]: every failure's status code and message, in one place.
 
 pub mod access;
@@ -21,6 +22,7 @@ pub mod pages;
 pub mod server;
 pub mod session;
 pub mod throttle;
+pub mod weather;
 
 pub use error::PortalError;
 pub use server::{PortalConfig, PortalServer};

@@ -10,6 +10,7 @@ pub mod help;
 pub mod privacy;
 pub mod services;
 pub mod signin;
+pub mod system;
 pub mod systems;
 pub mod users;
 pub mod welcome;

@@ -30,6 +30,8 @@ pub struct PortalConfig {
     /// The address people reach the portal at (`https://portal.example.com`), for links
     /// sent to them; without it, the address of the request.
     pub public_url: Option<String>,
+    /// Where the side panel's weather comes from; none: no weather is shown.
+    pub weather: Option<crate::weather::SharedWeather>,
 }
 
 impl PortalConfig {
@@ -40,6 +42,7 @@ impl PortalConfig {
             secure_cookies: false,
             sign_in_limits: ThrottleLimits::default(),
             public_url: None,
+            weather: None,
         }
     }
 }
@@ -155,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/systems", get(pages::systems::page))
         .route("/systems.csv", get(pages::systems::csv))
         .route("/systems/columns", post(pages::systems::save_columns))
+        .route("/systems/{id}", get(pages::system::view::page))
         .route(
             "/activations",
             get(pages::activations::list).post(pages::activations::create),

@@ -28,6 +28,7 @@ pub mod reports;
 pub mod scope;
 pub mod scope_filter;
 pub mod series;
+pub mod site;
 pub mod telemetry;
 
 pub use engine::{PlannedQuery, QueryConfig, QueryEngine, SqlAnswer};

@@ -80,7 +80,36 @@ impl QueryEngine {
         scope: &Scope,
         as_of_us: i64,
     ) -> Result<Vec<SystemFigures>, QueryError> {
-        let zones = self.system_zones(scope).await?;
+        self.figures_of(scope, None, as_of_us).await
+    }
+
+    /// The figures of one system `scope` sees, at `as_of_us` ("not found" outside it).
+    pub async fn one_system_figures(
+        &self,
+        scope: &Scope,
+        system: u32,
+        as_of_us: i64,
+    ) -> Result<SystemFigures, QueryError> {
+        self.visible_system_zone(scope, system).await?;
+        self.figures_of(scope, Some(system), as_of_us)
+            .await?
+            .pop()
+            .ok_or(QueryError::NotFound {
+                what: format!("system {system}"),
+            })
+    }
+
+    async fn figures_of(
+        &self,
+        scope: &Scope,
+        only: Option<u32>,
+        as_of_us: i64,
+    ) -> Result<Vec<SystemFigures>, QueryError> {
+        let mut zones = self.system_zones(scope).await?;
+        if let Some(system) = only {
+            zones.retain(|z| z.id == system);
+        }
+        let and_system = only.map_or(String::new(), |id| format!(" AND system_id = {id}"));
         // Days read through `daily_energy` (fresh to the last reading): the month so far
         // (it holds the past week), and back to the oldest day whose rollups may be stale
         // (a late backfill).
@@ -102,7 +131,7 @@ impl QueryEngine {
                 scope,
                 &format!(
                     "SELECT CAST(system_id AS BIGINT), CAST(local_date AS VARCHAR), CAST(energy_j AS DOUBLE)
-                     FROM rollup_day WHERE device_id = 0 AND time < to_timestamp_micros({as_of_us})"
+                     FROM rollup_day WHERE device_id = 0 AND time < to_timestamp_micros({as_of_us}){and_system}"
                 ),
             )
             .await?;
@@ -130,13 +159,13 @@ impl QueryEngine {
                 &format!(
                     "SELECT CAST(system_id AS BIGINT), CAST(max(time) AS BIGINT) FROM (
                        SELECT system_id, time FROM readings
-                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us})
+                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us}){and_system}
                        UNION ALL
                        SELECT system_id, time FROM meter_readings
-                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us})
+                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us}){and_system}
                        UNION ALL
                        SELECT system_id, time + INTERVAL '15 minutes' FROM rollup_15m
-                        WHERE device_id = 0 AND time + INTERVAL '15 minutes' <= to_timestamp_micros({as_of_us}))
+                        WHERE device_id = 0 AND time + INTERVAL '15 minutes' <= to_timestamp_micros({as_of_us}){and_system})
                      GROUP BY 1"
                 ),
             )
@@ -151,7 +180,10 @@ impl QueryEngine {
         let operational = self
             .internal_sql(
                 scope,
-                "SELECT id, operational_date, annual_degradation_pct FROM systems",
+                &format!(
+                    "SELECT id, operational_date, annual_degradation_pct FROM systems{}",
+                    only.map_or(String::new(), |id| format!(" WHERE id = {id}"))
+                ),
             )
             .await?;
         let operation: HashMap<u32, (Date, f64)> = operational

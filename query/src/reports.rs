@@ -3,10 +3,9 @@
 //! the site's local times with their UTC offset (and the zone in its own column), so a
 //! spreadsheet shows what the installer saw on the graphs.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::series::{Granularity, SeriesRequest, bucket_of, local_time_label, zone_named};
+use crate::series::{Granularity, SeriesRequest, local_time_label, zone_named};
 use crate::{QueryEngine, QueryError, Scope};
 
 /// Which report.
@@ -119,81 +118,20 @@ impl QueryEngine {
         request: &ReportRequest,
         csv: &mut csv::Writer<W>,
     ) -> Result<u64, QueryError> {
-        let (zone_name, zone) = self.visible_system_zone(scope, request.system_id).await?;
-        let (system, start, end) = (request.system_id, request.start_us, request.end_us);
-        // Interval energy (J, so sums do not depend on their order) of the consumption meter
-        // (net mode: import positive) and of the microinverters, at each reading time.
-        let meters = self
-            .internal_sql(
+        let site = self
+            .site_series(
                 scope,
-                &format!(
-                    "SELECT CAST(time AS BIGINT), CAST(meter_kind AS BIGINT),
-                            CAST(sum(CAST(active_power_w AS BIGINT) * interval_s) AS BIGINT)
-                     FROM meter_readings
-                     WHERE system_id = {system} AND meter_kind IN (1, 2)
-                       AND time > to_timestamp_micros({start}) AND time <= to_timestamp_micros({end})
-                     GROUP BY 1, 2"
-                ),
+                &SeriesRequest {
+                    system_id: request.system_id,
+                    device_id: None,
+                    start_us: request.start_us,
+                    end_us: request.end_us,
+                    granularity: request.granularity,
+                    max_points: usize::MAX,
+                },
             )
             .await?;
-        let produced = self
-            .internal_sql(
-                scope,
-                &format!(
-                    "SELECT CAST(time AS BIGINT), CAST(sum(energy_j) AS BIGINT)
-                     FROM readings
-                     WHERE system_id = {system}
-                       AND time > to_timestamp_micros({start}) AND time <= to_timestamp_micros({end})
-                     GROUP BY 1"
-                ),
-            )
-            .await?;
-        #[derive(Default)]
-        struct Period {
-            end: i64,
-            consumed: i64,
-            produced: i64,
-            net_import: i64,
-            metered: bool,
-        }
-        let mut periods: BTreeMap<i64, Period> = BTreeMap::new();
-        for (time, joules) in produced.i64s(0).into_iter().zip(produced.i64s(1)) {
-            let (Some(time), Some(joules)) = (time, joules) else {
-                continue;
-            };
-            let (s, e) = bucket_of(&zone, request.granularity, time)?;
-            let period = periods.entry(s).or_default();
-            period.end = e;
-            period.produced += joules;
-        }
-        let produced_at: BTreeMap<i64, i64> = produced
-            .i64s(0)
-            .into_iter()
-            .zip(produced.i64s(1))
-            .filter_map(|(t, joules)| Some((t?, joules?)))
-            .collect();
-        for ((time, kind), joules) in meters
-            .i64s(0)
-            .into_iter()
-            .zip(meters.i64s(1))
-            .zip(meters.i64s(2))
-        {
-            let (Some(time), Some(kind), Some(joules)) = (time, kind, joules) else {
-                continue;
-            };
-            let (s, e) = bucket_of(&zone, request.granularity, time)?;
-            let period = periods.entry(s).or_default();
-            period.end = e;
-            period.metered = true;
-            if kind == 1 {
-                // Net mode: the load is what was produced plus what was imported.
-                period.net_import += joules;
-                period.consumed += joules + produced_at.get(&time).copied().unwrap_or(0);
-            } else {
-                period.consumed += joules;
-                period.net_import += joules - produced_at.get(&time).copied().unwrap_or(0);
-            }
-        }
+        let zone = zone_named(&site.time_zone)?;
         csv.write_record([
             "period_start_local",
             "period_end_local",
@@ -203,30 +141,19 @@ impl QueryEngine {
             "net_import_wh",
         ])
         .map_err(csv_error)?;
-        let mut rows = 0;
-        let wh = |joules: i64| format!("{:.3}", joules as f64 / 3600.0);
-        for (start, period) in &periods {
-            let blank = String::new;
+        let wh = |value: Option<f64>| value.map(|v| format!("{v:.3}")).unwrap_or_default();
+        for point in &site.points {
             csv.write_record([
-                local_time_label(&zone, *start),
-                local_time_label(&zone, period.end),
-                zone_name.clone(),
-                if period.metered {
-                    wh(period.consumed)
-                } else {
-                    blank()
-                },
-                wh(period.produced),
-                if period.metered {
-                    wh(period.net_import)
-                } else {
-                    blank()
-                },
+                local_time_label(&zone, point.start_us),
+                local_time_label(&zone, point.end_us),
+                site.time_zone.clone(),
+                wh(point.consumed_wh),
+                wh(Some(point.produced_wh)),
+                wh(point.net_import_wh),
             ])
             .map_err(csv_error)?;
-            rows += 1;
         }
-        Ok(rows)
+        Ok(site.points.len() as u64)
     }
 
     async fn meter_report<W: Write>(

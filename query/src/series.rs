@@ -418,7 +418,7 @@ fn next_day(date: Date) -> Result<Date, QueryError> {
     date.tomorrow().map_err(time_error)
 }
 
-fn local_label(zone: &TimeZone, micros: i64) -> String {
+pub(crate) fn local_label(zone: &TimeZone, micros: i64) -> String {
     Timestamp::from_microsecond(micros)
         .map(|t| zone.to_datetime(t).strftime("%Y-%m-%dT%H:%M").to_string())
         .unwrap_or_default()

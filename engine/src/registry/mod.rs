@@ -21,6 +21,7 @@ pub mod records;
 mod report_feeds;
 mod secret_links;
 mod sessions;
+mod system_details;
 mod users;
 
 pub use activation::{
@@ -35,6 +36,9 @@ pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontr
 pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
 pub use secret_links::{NewSecret, SecretSummary};
 pub use sessions::{NewSession, SessionUser, random_token};
+pub use system_details::{
+    DeviceCounts, EventFilter, EventState, SystemDetails, SystemEvent,
+};
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 
 use std::path::{Path, PathBuf};
