@@ -189,7 +189,12 @@ const FRENCH_TABLES: &[&[(&str, &str)]] = &[FRENCH, fr_system::FRENCH];
 
 fn french() -> &'static HashMap<&'static str, &'static str> {
     static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
-    TABLE.get_or_init(|| FRENCH_TABLES.iter().flat_map(|t| t.iter().copied()).collect())
+    TABLE.get_or_init(|| {
+        FRENCH_TABLES
+            .iter()
+            .flat_map(|t| t.iter().copied())
+            .collect()
+    })
 }
 
 /// English wording → French.

@@ -37,7 +37,7 @@ pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
 pub use secret_links::{NewSecret, SecretSummary};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use system_details::{
-    DeviceCounts, EventFilter, EventState, SystemDetails, SystemEvent,
+    DeviceCounts, EventFilter, EventState, KioskContent, SystemDetails, SystemEvent,
 };
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 

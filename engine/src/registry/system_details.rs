@@ -40,8 +40,8 @@ pub struct SystemDetails {
     pub weather_enabled: bool,
     /// `microinverters` or `meter`.
     pub production_source: String,
-    /// What the kiosk shows (JSON object of switches).
-    pub kiosk_content: String,
+    /// What the kiosk shows.
+    pub kiosk_content: KioskContent,
     /// `system` or `array`.
     pub estimate_level: String,
     pub annual_degradation_pct: f64,
@@ -49,6 +49,43 @@ pub struct SystemDetails {
     pub threshold_days: i64,
     pub expected_microinverters: Option<i64>,
     pub created_us: i64,
+}
+
+/// What a system's kiosk page (S8) shows, chosen in its settings (T3); stored as JSON in
+/// `systems.kiosk_content`. A switch missing from the JSON is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct KioskContent {
+    /// Energy of the past seven days.
+    pub past_7_days: bool,
+    /// The daily energy graph.
+    pub daily_graph: bool,
+    /// CO2 avoided and its everyday equivalents.
+    pub benefits: bool,
+    /// The system's description (name, place, size).
+    pub description: bool,
+}
+
+impl Default for KioskContent {
+    fn default() -> Self {
+        Self {
+            past_7_days: true,
+            daily_graph: true,
+            benefits: true,
+            description: true,
+        }
+    }
+}
+
+impl KioskContent {
+    /// The stored JSON; anything unreadable shows everything.
+    pub fn from_json(text: &str) -> Self {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+
+    pub fn to_json(self) -> String {
+        serde_json::to_string(&self).unwrap_or_else(|_| "{}".to_owned())
+    }
 }
 
 /// How many devices of each kind a system has (retired ones left out).
@@ -153,7 +190,7 @@ impl Registry {
                         operational_date: row.get(21)?,
                         weather_enabled: row.get(22)?,
                         production_source: row.get(23)?,
-                        kiosk_content: row.get(24)?,
+                        kiosk_content: KioskContent::from_json(&row.get::<_, String>(24)?),
                         estimate_level: row.get(25)?,
                         annual_degradation_pct: row.get(26)?,
                         threshold_pct: row.get(27)?,
@@ -177,9 +214,7 @@ impl Registry {
                   WHERE system_id = ?1 AND state <> 'retired' GROUP BY kind",
             )
             .map_err(sql_error(&context))?;
-        let mut rows = statement
-            .query(params![id])
-            .map_err(sql_error(&context))?;
+        let mut rows = statement.query(params![id]).map_err(sql_error(&context))?;
         let mut counts = DeviceCounts::default();
         while let Some(row) = rows.next().map_err(sql_error(&context))? {
             let kind: String = row.get(0).map_err(sql_error(&context))?;

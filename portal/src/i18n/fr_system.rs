@@ -52,8 +52,14 @@ pub const FRENCH: &[(&str, &str)] = &[
         "Select a microinverter to see its details.",
         "Sélectionnez un micro-onduleur pour voir ses détails.",
     ),
-    ("cells coloured by energy produced", "cellules colorées selon l'énergie produite"),
-    ("cells coloured by peak power", "cellules colorées selon la puissance de crête"),
+    (
+        "cells coloured by energy produced",
+        "cellules colorées selon l'énergie produite",
+    ),
+    (
+        "cells coloured by peak power",
+        "cellules colorées selon la puissance de crête",
+    ),
     ("Not placed in an array", "Hors champ de modules"),
     ("azimuth {}°, tilt {}°", "azimut {}°, inclinaison {}°"),
     (
