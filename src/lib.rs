@@ -12,3 +12,4 @@ pub mod simulator;
 pub mod sql;
 pub mod task;
 pub mod user;
+pub mod weather;

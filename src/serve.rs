@@ -189,6 +189,12 @@ pub async fn run_services(
         .public_url
         .as_deref()
         .is_some_and(|url| url.starts_with("https://"));
+    // The demo shows its simulated weather; a deployment plugs a provider in here.
+    portal_config.weather = demo.as_ref().map(|demo| {
+        sunfleet_portal::weather::SharedWeather(Arc::new(crate::weather::SimulatedWeather {
+            fleet: Arc::clone(&demo.fleet),
+        }))
+    });
     let portal = PortalServer::start(
         portal_config,
         Arc::clone(&query),

@@ -13,6 +13,8 @@ pub enum PortalError {
     InvalidApiKey,
     #[error("the feed link is unknown or revoked")]
     InvalidFeed,
+    #[error("this kiosk link is unknown or was revoked: ask the installer for a new one")]
+    InvalidKioskLink,
     #[error("{reason}")]
     Forbidden { reason: String },
     #[error("{what} not found")]
@@ -43,7 +45,7 @@ impl PortalError {
             | PortalError::InvalidApiKey
             | PortalError::InvalidFeed => StatusCode::UNAUTHORIZED,
             PortalError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            PortalError::NotFound { .. } => StatusCode::NOT_FOUND,
+            PortalError::NotFound { .. } | PortalError::InvalidKioskLink => StatusCode::NOT_FOUND,
             PortalError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             PortalError::CsrfMismatch => StatusCode::FORBIDDEN,
             PortalError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,

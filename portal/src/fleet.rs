@@ -325,18 +325,24 @@ pub fn service_group(state: &str) -> &'static str {
     }
 }
 
-/// The scope's service requests, most recently changed first (at most 500).
+/// The scope's service requests (or one system's), most recently changed first (at most
+/// 500).
 pub async fn service_requests(
     query: &QueryEngine,
     scope: &Scope,
+    system: Option<u32>,
 ) -> Result<Vec<ServiceRequestLine>, PortalError> {
+    let only = system.map_or(String::new(), |id| format!("WHERE r.system_id = {id}"));
     let answer = query
         .sql(
             scope,
-            "SELECT r.id, r.kind, r.system_id, s.name, r.state, r.rma_number, r.reason,
-                    r.created_us, r.updated_us
-               FROM service_requests r JOIN systems s ON s.id = r.system_id
-              ORDER BY r.updated_us DESC, r.id DESC LIMIT 500",
+            &format!(
+                "SELECT r.id, r.kind, r.system_id, s.name, r.state, r.rma_number, r.reason,
+                        r.created_us, r.updated_us
+                   FROM service_requests r JOIN systems s ON s.id = r.system_id
+                  {only}
+                  ORDER BY r.updated_us DESC, r.id DESC LIMIT 500"
+            ),
         )
         .await?;
     let ids = answer.i64s(0);

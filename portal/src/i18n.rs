@@ -896,6 +896,57 @@ mod tests {
     }
 
     #[test]
+    fn no_wording_is_translated_twice() {
+        let mut seen = std::collections::HashSet::new();
+        let twice: Vec<_> = FRENCH_TABLES
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter(|(english, _)| !seen.insert(*english))
+            .collect();
+        assert!(twice.is_empty(), "in two tables: {twice:?}");
+    }
+
+    #[test]
+    fn every_label_the_system_pages_compute_has_a_french_entry() {
+        use crate::pages::system::{TABS, graph, reports, services};
+        use crate::weather::Sky;
+        let mut labels: Vec<&str> = TABS.iter().map(|(_, label, _)| *label).collect();
+        labels.extend(graph::GRANULARITIES.iter().map(|(_, l)| *l));
+        labels.extend(reports::REPORTS.iter().map(|(_, l)| *l));
+        labels.extend(reports::GRANULARITIES.iter().map(|(_, l)| *l));
+        labels.extend(services::PERMIT_TYPES.iter().map(|(_, l)| *l));
+        for code in [
+            "return",
+            "replacement",
+            "permit",
+            "incentive",
+            "labor_claim",
+            "x",
+        ] {
+            labels.push(services::kind_label(code));
+        }
+        for state in [
+            "draft",
+            "submitted",
+            "approved",
+            "rejected",
+            "shipped",
+            "received",
+            "closed",
+            "cancelled",
+            "x",
+        ] {
+            labels.push(services::state_label(state));
+        }
+        labels.extend([Sky::Clear, Sky::PartlyCloudy, Sky::Overcast].map(Sky::label));
+        let missing: Vec<_> = labels
+            .into_iter()
+            .filter(|l| !french().contains_key(l))
+            .collect();
+        assert!(missing.is_empty(), "no French for {missing:?}");
+    }
+
+    #[test]
     fn every_wording_in_the_templates_has_a_french_entry() {
         let mut folders = vec![std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -159,6 +159,38 @@ pub fn router(state: AppState) -> Router {
         .route("/systems.csv", get(pages::systems::csv))
         .route("/systems/columns", post(pages::systems::save_columns))
         .route("/systems/{id}", get(pages::system::view::page))
+        .route("/systems/{id}/graph", get(pages::system::graph::page))
+        .route("/systems/{id}/graph.json", get(pages::system::graph::json))
+        .route("/systems/{id}/reports", get(pages::system::reports::page))
+        .route(
+            "/systems/{id}/reports.csv",
+            get(pages::system::reports::csv),
+        )
+        .route(
+            "/systems/{id}/reports/print",
+            get(pages::system::reports::print),
+        )
+        .route("/systems/{id}/live", get(pages::system::live::page))
+        .route("/systems/{id}/live.json", get(pages::system::live::json))
+        .route("/systems/{id}/services", get(pages::system::services::page))
+        .route(
+            "/systems/{id}/services/incentive",
+            post(pages::system::services::incentive),
+        )
+        .route(
+            "/systems/{id}/services/permit",
+            post(pages::system::services::permit),
+        )
+        .route("/systems/{id}/kiosk", get(pages::system::kiosk::page))
+        .route(
+            "/systems/{id}/kiosk/links",
+            post(pages::system::kiosk::create_link),
+        )
+        .route(
+            "/systems/{id}/kiosk/links/{link}/revoke",
+            post(pages::system::kiosk::revoke_link),
+        )
+        .route("/kiosk/{token}", get(pages::system::kiosk::public))
         .route(
             "/activations",
             get(pages::activations::list).post(pages::activations::create),

@@ -20,6 +20,7 @@ pub mod daily;
 pub mod engine;
 pub mod error;
 pub mod flight;
+pub mod live;
 pub mod output;
 pub mod overview;
 pub mod postgres;

@@ -49,6 +49,15 @@ impl Scope {
         })
     }
 
+    /// What a kiosk link shows: one system's data and nobody's details (owner id 0 is no
+    /// owner: registry ids start at 1).
+    pub fn kiosk(system_id: u32) -> Self {
+        Scope::Owner {
+            owner_id: 0,
+            systems: Arc::new(RoaringBitmap::from_iter([system_id])),
+        }
+    }
+
     /// What a signed-in user may see now: a company member their company's scope, an
     /// owner their systems, the platform administrator the whole fleet.
     pub fn of_user(

@@ -16,10 +16,12 @@ mod arrow_tables;
 mod audit;
 mod conditions;
 mod gateways;
+mod kiosk_links;
 mod members;
 pub mod records;
 mod report_feeds;
 mod secret_links;
+mod service_requests;
 mod sessions;
 mod system_details;
 mod users;
@@ -32,9 +34,11 @@ pub use arrow_tables::SQL_TABLES;
 pub use audit::AuditEntry;
 pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
+pub use kiosk_links::KIOSK_TOKEN_PREFIX;
 pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontractor};
 pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
 pub use secret_links::{NewSecret, SecretSummary};
+pub use service_requests::{NewServiceRequest, service_request_number};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use system_details::{
     DeviceCounts, EventFilter, EventState, KioskContent, SystemDetails, SystemEvent,
@@ -67,6 +71,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_activation_invitations_keys",
         include_str!("migrations/0004_activation_invitations_keys.sql"),
+    ),
+    (
+        "0005_kiosk_links",
+        include_str!("migrations/0005_kiosk_links.sql"),
     ),
 ];
 

@@ -48,7 +48,7 @@ pub async fn page(
     let card = fleet::scorecard(engine, &principal.scope, &systems, now).await?;
     let summary = fleet::service_summary(engine, &principal.scope).await?;
     let lang = principal.lang();
-    let requests = fleet::service_requests(engine, &principal.scope)
+    let requests = fleet::service_requests(engine, &principal.scope, None)
         .await?
         .into_iter()
         .map(|r| RequestRow {

@@ -3,6 +3,11 @@
 //! connection, location and local time, weather, status with its alerts, energy today):
 //! [`SystemChrome`], built by [`load`] after the principal is authorised for the system.
 
+pub mod graph;
+pub mod kiosk;
+pub mod live;
+pub mod reports;
+pub mod services;
 pub mod view;
 
 use jiff::tz::TimeZone;
@@ -80,6 +85,8 @@ impl SystemChrome {
         self.tab == tab
     }
 }
+
+const DAY_US: i64 = 86_400_000_000;
 
 /// How many open alerts the side panel lists.
 const PANEL_ALERTS: u32 = 5;

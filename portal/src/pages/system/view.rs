@@ -8,13 +8,12 @@ use axum::response::Response;
 use serde::Deserialize;
 use sunfleet_query::array_view::{ArrayPanel, MAX_RANGE_DAYS};
 
-use super::{SystemChrome, load, local_date, local_day_bounds};
+use super::{DAY_US, SystemChrome, load, local_date, local_day_bounds};
 use crate::i18n::Lang;
 use crate::pages::{Chrome, render};
 use crate::server::AppState;
 use crate::{PortalError, Principal};
 
-const DAY_US: i64 = 86_400_000_000;
 /// Colour steps of the heat map (0: nothing produced).
 const LEVELS: u32 = 10;
 
