@@ -25,6 +25,8 @@
     }
 
     function draw() {
+      var places = data.unit === "W" ? 0 : 2;
+      var shown = function (_, v) { return v == null ? "--" : v.toFixed(places); };
       var series = [{}, { label: label("produced") + " (" + data.unit + ")", stroke: "#e8760c", fill: "rgba(232,118,12,0.18)", width: 2 }];
       var columns = [data.x, data.produced];
       if (data.consumed) {
@@ -37,6 +39,7 @@
         series.push({ label: label("battery") + " (" + data.unit + ")", stroke: "#067647", width: 2 });
         columns.push(data.battery);
       }
+      for (var i = 1; i < series.length; i++) series[i].value = shown;
       if (data.granularity === "day" || data.granularity === "month") {
         series[1].paths = uPlot.paths.bars({ size: [0.7, 48] });
       }
@@ -84,6 +87,10 @@
         .then(function (next) {
           data = next;
           draw();
+          var produced = document.getElementById("graph-total-produced");
+          if (produced) produced.textContent = data.total_produced;
+          var consumed = document.getElementById("graph-total-consumed");
+          if (consumed && data.total_consumed) consumed.textContent = data.total_consumed;
           var form = document.getElementById("graph-range");
           if (form) {
             form.elements.from.value = data.from;

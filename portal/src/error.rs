@@ -122,7 +122,7 @@ impl IntoResponse for PortalError {
                     Html(format!(
                         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
                          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-                         <title>{code} · Sunfleet</title><link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\
+                         <title>{code} · Sunfleet</title><link rel=\"icon\" href=\"/assets/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\
                          <body><main class=\"narrow\"><h1>{code} {reason}</h1><p class=\"error\">{message}</p>\
                          <p><a href=\"/\">Dashboard</a></p></main></body></html>",
                         code = status.as_u16(),

@@ -38,6 +38,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../assets/charts.js"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../assets/favicon.svg"),
+    ),
+    (
         "system.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/system.js"),

@@ -1,7 +1,8 @@
 //! The portal in a real browser: headless Chromium (driven by playwright-core, see
 //! `tests/browser/portal.mjs`) signs in as every demo account and walks the dashboard,
 //! alerts, systems list (search, sort, paging, column chooser) and help, checking what each
-//! role may and may not see; a screenshot of every page is saved.
+//! role may and may not see; then one system's pages as an installer (`system.mjs`); a
+//! screenshot of every page is saved.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,18 +33,20 @@ fn browser_dir() -> PathBuf {
     dir
 }
 
-#[test]
-fn every_role_walks_the_portal_in_chromium() {
+/// Runs `tests/browser/{script}` against a fresh demo; it saves at least `min_screenshots`
+/// screenshots in `$SUNFLEET_SCREENSHOTS/{script}` (or the temporary folder).
+fn walk(script: &str, min_screenshots: usize) {
     let chromium = chromium();
     let dir = browser_dir();
     let data = tempfile::tempdir().unwrap();
     let demo = start_demo(&data.path().join("demo"), free_tcp_port());
     let screenshots = std::env::var_os("SUNFLEET_SCREENSHOTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sunfleet-portal-screenshots"));
+        .unwrap_or_else(|| std::env::temp_dir().join("sunfleet-portal-screenshots"))
+        .join(script.trim_end_matches(".mjs"));
     let _ = std::fs::remove_dir_all(&screenshots);
     let output = Command::new("node")
-        .arg(dir.join("portal.mjs"))
+        .arg(dir.join(script))
         .arg(format!("http://{}", demo.portal))
         .arg(serde_json::to_string(&demo.accounts).unwrap())
         .arg(PASSWORD)
@@ -60,10 +63,20 @@ fn every_role_walks_the_portal_in_chromium() {
     assert!(stdout.starts_with("ok: "), "{stdout}");
     let saved = std::fs::read_dir(&screenshots).unwrap().count();
     assert!(
-        saved >= 20,
+        saved >= min_screenshots,
         "{saved} screenshots in {}",
         screenshots.display()
     );
     eprintln!("{}", stdout.trim());
     interrupt(&demo.server.0);
+}
+
+#[test]
+fn every_role_walks_the_portal_in_chromium() {
+    walk("portal.mjs", 20);
+}
+
+#[test]
+fn an_installer_walks_a_systems_pages_in_chromium() {
+    walk("system.mjs", 14);
 }

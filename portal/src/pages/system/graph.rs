@@ -51,6 +51,9 @@ pub struct GraphData {
     pub consumed: Option<Vec<Option<f64>>>,
     pub net_import: Option<Vec<Option<f64>>>,
     pub battery: Option<Vec<Option<f64>>>,
+    /// The range's energy produced and (where metered) consumed, as the page shows them.
+    pub total_produced: String,
+    pub total_consumed: Option<String>,
 }
 
 pub struct TableRow {
@@ -98,7 +101,6 @@ pub async fn page(
     let (chrome, system) = load(&state, &principal, id, "graph").await?;
     let lang = principal.lang();
     let (site, data) = series(&state, &principal, id, &system.zone, &query).await?;
-    let energy = |wh: f64| lang.energy(wh);
     let shown = |value: Option<f64>| match value {
         Some(v) if data.unit == "W" => lang.power(v),
         Some(v) => format!("{} kWh", lang.decimal(v, 2)),
@@ -160,13 +162,8 @@ pub async fn page(
         metered: site.metered,
         has_battery: site.has_battery,
         rows,
-        total_produced: energy(site.points.iter().map(|p| p.produced_wh).sum()),
-        total_consumed: site
-            .points
-            .iter()
-            .filter_map(|p| p.consumed_wh)
-            .reduce(|a, b| a + b)
-            .map(energy),
+        total_produced: data.total_produced.clone(),
+        total_consumed: data.total_consumed.clone(),
         chrome,
         system,
     };
@@ -181,13 +178,7 @@ pub async fn json(
     Query(query): Query<GraphQuery>,
 ) -> Result<Json<GraphData>, PortalError> {
     authorize(&principal, Need::System(id))?;
-    let details = state
-        .registry()
-        .system_details(i64::from(id))?
-        .ok_or_else(|| PortalError::NotFound {
-            what: format!("system {id}"),
-        })?;
-    let zone = TimeZone::get(&details.time_zone).unwrap_or(TimeZone::UTC);
+    let (_, zone) = super::system_record(&state, id)?;
     let (_, data) = series(&state, &principal, id, &zone, &query).await?;
     Ok(Json(data))
 }
@@ -251,7 +242,7 @@ async fn series(
                 .to_owned(),
         })?,
     };
-    let site = state
+    let mut site = state
         .query()
         .site_series(
             &principal.scope,
@@ -265,6 +256,8 @@ async fn series(
             },
         )
         .await?;
+    // Buckets that have not begun yet are not zeros: the chart stops at the present.
+    site.points.retain(|p| p.start_us <= now);
     let power = matches!(
         granularity,
         Granularity::FiveMinutes | Granularity::FifteenMinutes | Granularity::Hour
@@ -299,6 +292,13 @@ async fn series(
         consumed: site.metered.then(|| column(|p| p.consumed_wh)),
         net_import: site.metered.then(|| column(|p| p.net_import_wh)),
         battery: site.has_battery.then(|| column(|p| p.battery_wh)),
+        total_produced: lang.energy(site.points.iter().map(|p| p.produced_wh).sum()),
+        total_consumed: site
+            .points
+            .iter()
+            .filter_map(|p| p.consumed_wh)
+            .reduce(|a, b| a + b)
+            .map(|wh| lang.energy(wh)),
     };
     Ok((site, data))
 }

@@ -38,14 +38,19 @@ impl LivePage {
 }
 
 /// The figures as the page shows them, by the name of their slot.
-fn figures(live: &LiveStatus, lang: Lang, now: i64) -> BTreeMap<&'static str, String> {
+fn figures(
+    live: &LiveStatus,
+    lang: Lang,
+    zone: &jiff::tz::TimeZone,
+    now: i64,
+) -> BTreeMap<&'static str, String> {
     let mut shown = BTreeMap::new();
     shown.insert("production", lang.power(live.production_w));
     shown.insert("microinverters", live.microinverters_reporting.to_string());
     shown.insert(
         "as_of",
         match live.as_of_us {
-            Some(t) => format!("{} ({})", lang.time(t), lang.age(now - t)),
+            Some(t) => format!("{} ({})", lang.local_time(t, zone), lang.age(now - t)),
             None => lang.t("no reading in the past 30 minutes").to_owned(),
         },
     );
@@ -85,7 +90,7 @@ pub async fn page(
     let now = sunfleet_engine::time::now_micros();
     let live = state.query().live_status(&principal.scope, id, now).await?;
     let page = LivePage {
-        figures: figures(&live, principal.lang(), now),
+        figures: figures(&live, principal.lang(), &system.zone, now),
         metered: live.consumption_w.is_some() || system.panel.meters > 0,
         has_battery: live.battery_w.is_some() || system.panel.batteries > 0,
         refresh_s: REFRESH_S,
@@ -102,7 +107,8 @@ pub async fn json(
     Path(id): Path<u32>,
 ) -> Result<Json<BTreeMap<&'static str, String>>, PortalError> {
     authorize(&principal, Need::System(id))?;
+    let (_, zone) = super::system_record(&state, id)?;
     let now = sunfleet_engine::time::now_micros();
     let live = state.query().live_status(&principal.scope, id, now).await?;
-    Ok(Json(figures(&live, principal.lang(), now)))
+    Ok(Json(figures(&live, principal.lang(), &zone, now)))
 }

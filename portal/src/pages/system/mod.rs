@@ -100,14 +100,8 @@ pub async fn load(
     tab: &'static str,
 ) -> Result<(Chrome, SystemChrome), PortalError> {
     authorize(principal, Need::System(id))?;
-    let details = state
-        .registry()
-        .system_details(i64::from(id))?
-        .ok_or_else(|| PortalError::NotFound {
-            what: format!("system {id}"),
-        })?;
+    let (details, zone) = system_record(state, id)?;
     let lang = principal.lang();
-    let zone = TimeZone::get(&details.time_zone).unwrap_or(TimeZone::UTC);
     let now = sunfleet_engine::time::now_micros();
     let counts = state.registry().device_counts(i64::from(id))?;
     let (open, open_total) = state.registry().system_events(
@@ -212,6 +206,19 @@ pub async fn load(
         zone,
     };
     Ok((chrome, system))
+}
+
+/// System `id`'s registry row and time zone, for the JSON and download endpoints (which
+/// have no side panel); the caller has authorised the principal for the system.
+pub fn system_record(state: &AppState, id: u32) -> Result<(SystemDetails, TimeZone), PortalError> {
+    let details = state
+        .registry()
+        .system_details(i64::from(id))?
+        .ok_or_else(|| PortalError::NotFound {
+            what: format!("system {id}"),
+        })?;
+    let zone = TimeZone::get(&details.time_zone).unwrap_or(TimeZone::UTC);
+    Ok((details, zone))
 }
 
 /// Energy produced today (site-local) and, where metered, consumed.

@@ -270,7 +270,7 @@ pub async fn csv(
     Query(query): Query<ReportQuery>,
 ) -> Result<Response, PortalError> {
     crate::access::authorize(&principal, crate::access::Need::System(id))?;
-    let zone = system_zone(&state, id)?;
+    let (_, zone) = super::system_record(&state, id)?;
     let chosen = choose(&query, &zone, principal.lang())
         .map_err(|message| PortalError::BadRequest { message })?;
     let (bytes, _) = csv_of(&state, &principal, id, &chosen).await?;
@@ -305,13 +305,7 @@ pub async fn print(
 ) -> Result<Response, PortalError> {
     crate::access::authorize(&principal, crate::access::Need::System(id))?;
     let lang = principal.lang();
-    let details = state
-        .registry()
-        .system_details(i64::from(id))?
-        .ok_or_else(|| PortalError::NotFound {
-            what: format!("system {id}"),
-        })?;
-    let zone = jiff::tz::TimeZone::get(&details.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let (details, zone) = super::system_record(&state, id)?;
     let chosen = choose(
         &ReportQuery {
             kind: Some("monthly-production".to_owned()),
@@ -362,14 +356,4 @@ pub async fn print(
         generated: lang.time(sunfleet_engine::time::now_micros()),
     };
     render("monthly report", &page)
-}
-
-fn system_zone(state: &AppState, id: u32) -> Result<jiff::tz::TimeZone, PortalError> {
-    let details = state
-        .registry()
-        .system_details(i64::from(id))?
-        .ok_or_else(|| PortalError::NotFound {
-            what: format!("system {id}"),
-        })?;
-    Ok(jiff::tz::TimeZone::get(&details.time_zone).unwrap_or(jiff::tz::TimeZone::UTC))
 }
