@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod parquet_layout;
+mod portal;
 mod query;
 mod quic;
 mod store;
@@ -89,6 +90,23 @@ enum Workload {
         #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Data folder (default: target/bench-query-<systems>x<days>d-seed<seed>).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// One system's pages (every tab and settings section) served by the portal over
+    /// loopback HTTP, on the `query` workload's data folder: p50 and p95 per page.
+    Portal {
+        #[arg(long, default_value_t = 1_700)]
+        systems: u32,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The system: the commercial one with the fewest microinverters at or above this.
+        #[arg(long, default_value_t = 60)]
+        micros: u32,
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
@@ -187,6 +205,21 @@ fn main() -> anyhow::Result<()> {
             in_flight,
             dir,
         } => wal(systems, seed, writers, flush_ms, in_flight, dir),
+        Workload::Portal {
+            systems,
+            days,
+            seed,
+            micros,
+            runs,
+            dir,
+        } => portal::run(portal::Options {
+            systems,
+            days,
+            seed,
+            micros,
+            runs,
+            dir,
+        }),
         Workload::Query {
             systems,
             days,

@@ -47,20 +47,29 @@ fn first_day() -> anyhow::Result<CivilDate> {
     CivilDate::from_ymd(2026, 3, 1).context("start date")
 }
 
-pub fn run(options: Options) -> anyhow::Result<()> {
-    say!("machine: {}", machine_description());
+/// A bench data folder, open: the fleet it was built from and the engine over it.
+pub struct BenchData {
+    pub runtime: tokio::runtime::Runtime,
+    pub fleet: Fleet,
+    pub folder: PathBuf,
+    pub registry: Arc<Registry>,
+    pub store: Arc<Store>,
+    pub start: CivilDate,
+    /// The last day of a few systems, held back from the build (see the module's doc).
+    pub held_back: Vec<TelemetryBatch>,
+}
+
+/// Opens the data folder of `systems` × `days` (building it on first use).
+pub fn open_data(
+    systems: u32,
+    days: u32,
+    seed: u64,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<BenchData> {
     let start = first_day()?;
-    let fleet = Fleet::new(FleetConfig::new(
-        options.seed,
-        options.systems,
-        start,
-        options.days,
-    ));
-    let folder = options.dir.clone().unwrap_or_else(|| {
-        PathBuf::from("target").join(format!(
-            "bench-query-{}x{}d-seed{}",
-            options.systems, options.days, options.seed
-        ))
+    let fleet = Fleet::new(FleetConfig::new(seed, systems, start, days));
+    let folder = dir.unwrap_or_else(|| {
+        PathBuf::from("target").join(format!("bench-query-{systems}x{days}d-seed{seed}"))
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -79,7 +88,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     config.persist_rows = 4_000_000;
     config.persist_interval = Duration::from_secs(3_600);
     let store = Arc::new(runtime.block_on(Store::open(config, fleet_directory(&fleet)?))?);
-    let last_day_start = start.add_days(options.days as i32 - 1).start_micros();
+    let last_day_start = start.add_days(days as i32 - 1).start_micros();
     let held_back = if fresh {
         let held = build(&runtime, &store, &fleet, last_day_start)?;
         std::fs::write(&built_marker, b"built\n")?;
@@ -88,6 +97,28 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         say!("data: reusing {}", folder.display());
         held_back_batches(&fleet, last_day_start)
     };
+    Ok(BenchData {
+        runtime,
+        fleet,
+        folder,
+        registry,
+        store,
+        start,
+        held_back,
+    })
+}
+
+pub fn run(options: Options) -> anyhow::Result<()> {
+    say!("machine: {}", machine_description());
+    let BenchData {
+        runtime,
+        fleet,
+        folder,
+        registry,
+        store,
+        start,
+        held_back,
+    } = open_data(options.systems, options.days, options.seed, options.dir.clone())?;
     // The held-back day goes into the write buffer and stays there: no maintenance runs.
     let unpersisted: usize = held_back.iter().map(TelemetryBatch::reading_count).sum();
     for batch in held_back {
