@@ -284,7 +284,7 @@ fn an_installer_walks_a_systems_pages_and_their_figures_match_sql() {
         &[("csrf_token", &csrf), ("name", "Town hall screen")],
     );
     assert_eq!(created.status, 200, "{}", created.body);
-    let start = created.body.find("/kiosk/sfk_").expect("the new link");
+    let start = created.body.find("/kiosk/sfv_").expect("the new link");
     let end = created.body[start..].find('<').unwrap() + start;
     let link = created.body[start..end].to_owned();
     let mut visitor = Client::new(&demo.portal);
@@ -295,7 +295,7 @@ fn an_installer_walks_a_systems_pages_and_their_figures_match_sql() {
         !kiosk.body.contains("csrf_token"),
         "no session on the kiosk"
     );
-    assert_eq!(visitor.get("/kiosk/sfk_not-a-link").status, 404);
+    assert_eq!(visitor.get("/kiosk/sfv_not-a-link").status, 404);
     let links = installer.get(&format!("/systems/{system}/kiosk"));
     let revoke = links
         .body

@@ -11,7 +11,7 @@ use super::{Registry, sql_error};
 use crate::Error;
 
 /// Every kiosk token starts with this.
-pub const KIOSK_TOKEN_PREFIX: &str = "sfk_";
+pub const KIOSK_TOKEN_PREFIX: &str = "sfv_";
 
 impl Registry {
     /// A new kiosk link for `system_id`; its token is in the answer only.
