@@ -22,6 +22,7 @@ mod report_feeds;
 mod secret_links;
 mod sessions;
 mod system_details;
+mod system_settings;
 mod users;
 
 pub use activation::{
@@ -38,6 +39,10 @@ pub use secret_links::{NewSecret, SecretSummary};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use system_details::{
     DeviceCounts, EventFilter, EventState, KioskContent, SystemDetails, SystemEvent,
+};
+pub use system_settings::{
+    ArrayLayout, ArraySpec, CompanyContact, EstimateSettings, GridPlace, InstallerSettings,
+    LaborClaim, Placement, ReturnRequest, SystemArray, SystemDevice,
 };
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 

@@ -3,6 +3,7 @@
 //! connection, location and local time, weather, status with its alerts, energy today):
 //! [`SystemChrome`], built by [`load`] after the principal is authorised for the system.
 
+pub mod settings;
 pub mod view;
 
 use jiff::tz::TimeZone;
