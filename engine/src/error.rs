@@ -86,6 +86,17 @@ pub enum Error {
     },
     #[error("no system {system_id}")]
     UnknownSystem { system_id: i64 },
+    #[error("{what} is not part of system {system_id}")]
+    NotOfSystem { what: String, system_id: i64 },
+    #[error(
+        "device {device_id} cannot go to row {row}, column {column} of array {array:?}: the cell is outside its grid"
+    )]
+    OutsideGrid {
+        device_id: i64,
+        array: String,
+        row: u16,
+        column: u16,
+    },
     #[error(
         "system {system_id} has no owner who can be given a sign-in (none entered, or the e-mail belongs to another account)"
     )]

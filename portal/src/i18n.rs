@@ -181,11 +181,12 @@ impl Lang {
     }
 }
 
+mod fr_settings;
 mod fr_system;
 
 /// Every English → French table: the shell's and fleet pages' below, then one per group of
 /// pages.
-const FRENCH_TABLES: &[&[(&str, &str)]] = &[FRENCH, fr_system::FRENCH];
+const FRENCH_TABLES: &[&[(&str, &str)]] = &[FRENCH, fr_system::FRENCH, fr_settings::FRENCH];
 
 fn french() -> &'static HashMap<&'static str, &'static str> {
     static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();

@@ -48,6 +48,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../assets/system.js"),
     ),
     (
+        "array-builder.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/array-builder.js"),
+    ),
+    (
         "htmx-2.0.11.min.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/vendor/htmx-2.0.11.min.js"),

@@ -192,6 +192,30 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/kiosk/{token}", get(pages::system::kiosk::public))
         .route(
+            "/systems/{id}/settings",
+            get(pages::system::settings::overview),
+        )
+        .route(
+            "/systems/{id}/settings/labor",
+            get(pages::system::settings::labor_page).post(pages::system::settings::submit_claim),
+        )
+        .route(
+            "/systems/{id}/settings/references",
+            get(pages::system::settings::references).post(pages::system::settings::save_references),
+        )
+        .route(
+            "/systems/{id}/settings/estimate",
+            get(pages::system::settings::estimate).post(pages::system::settings::save_estimate),
+        )
+        .route(
+            "/systems/{id}/settings/arrays",
+            get(pages::system::settings::arrays_page),
+        )
+        .route(
+            "/systems/{id}/settings/arrays/builder",
+            get(pages::system::settings::builder_page).post(pages::system::settings::save_builder),
+        )
+        .route(
             "/activations",
             get(pages::activations::list).post(pages::activations::create),
         )

@@ -256,6 +256,9 @@ pub struct FleetChecker {
     memory: Option<Memory>,
     /// Devices gateways reported that the registry does not know, for activation.
     unregistered: BTreeMap<Serial, UnregisteredDevices>,
+    /// Systems whose production the next round judges again even if nothing it depends
+    /// on seems to have changed.
+    forced: HashSet<u32>,
 }
 
 impl FleetChecker {
@@ -264,7 +267,13 @@ impl FleetChecker {
             settings,
             memory: None,
             unregistered: BTreeMap::new(),
+            forced: HashSet::new(),
         }
+    }
+
+    /// Has the next round judge these systems' production again (their settings changed).
+    pub fn recheck(&mut self, systems: impl IntoIterator<Item = u32>) {
+        self.forced.extend(systems);
     }
 
     /// The unknown devices gateways reported since the previous call.
@@ -295,8 +304,9 @@ impl FleetChecker {
                 return Ok(check);
             }
         };
+        let forced = std::mem::take(&mut self.forced);
         let (check, memory) = engine
-            .judge_changes(as_of_us, &self.settings, memory, changes)
+            .judge_changes(as_of_us, &self.settings, memory, changes, &forced)
             .await?;
         self.memory = Some(memory);
         Ok(check)
@@ -377,6 +387,7 @@ impl QueryEngine {
         settings: &CheckSettings,
         mut memory: Memory,
         changes: Changes,
+        forced: &HashSet<u32>,
     ) -> Result<(FleetCheck, Memory), QueryError> {
         let systems = self.judged_systems().await?;
         memory.micros.merge(&changes.micro);
@@ -437,6 +448,7 @@ impl QueryEngine {
                 late.insert(system.id);
             }
         }
+        late.extend(forced);
         let production_systems = self
             .judge_production(&systems, as_of_us, &mut memory.production, &late)
             .await?;
@@ -919,10 +931,13 @@ pub async fn run_checks(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut checker = FleetChecker::new(settings);
+    let rechecks = engine.rechecks();
+    let _listening = rechecks.listen();
     let mut next_round = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next_round) => {}
+            _ = rechecks.requested() => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
@@ -930,6 +945,8 @@ pub async fn run_checks(
         }
         let began = tokio::time::Instant::now();
         let now = sunfleet_engine::time::now_micros();
+        let (forced, ticket) = rechecks.take();
+        checker.recheck(forced.iter().copied());
         let round = async {
             let check = checker.check(&engine, now).await?;
             let activation =
@@ -956,22 +973,196 @@ pub async fn run_checks(
             _ = stop.changed() => return,
         };
         match outcome {
-            Ok((findings, rejudged, changes)) => tracing::info!(
-                findings,
-                ?rejudged,
-                ?changes,
-                took_ms = began.elapsed().as_millis() as u64,
-                "fleet checks"
-            ),
-            Err(error) => tracing::warn!(%error, "fleet checks failed; next round as planned"),
+            Ok((findings, rejudged, changes)) => {
+                rechecks.recorded_up_to(ticket);
+                tracing::info!(
+                    findings,
+                    ?rejudged,
+                    ?changes,
+                    took_ms = began.elapsed().as_millis() as u64,
+                    "fleet checks"
+                )
+            }
+            Err(error) => {
+                // The checker forgot what it was asked to judge again: the next round is
+                // asked again.
+                rechecks.give_back(forced);
+                tracing::warn!(%error, "fleet checks failed; next round as planned")
+            }
         }
-        // The next round: on schedule, or sooner once data arrives.
+        // The next round: on schedule, sooner once data arrives, at once when asked.
         let soonest = began + schedule.after_ingest;
         let scheduled = began + schedule.every;
         tokio::select! {
             _ = tokio::time::sleep_until(scheduled) => next_round = scheduled,
             _ = engine.store().data_arrived() => next_round = soonest.min(scheduled),
+            _ = rechecks.requested() => next_round = tokio::time::Instant::now(),
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Requests for an early round of the fleet checks that judges some systems again, from
+/// whoever changed what the checks depend on (the portal, after an estimate or threshold
+/// is saved) to the running [`run_checks`] loop, which wakes at once instead of waiting
+/// for its schedule. A requester can wait, boundedly, until a round that includes its
+/// request is recorded in the registry, so the page it shows next has the new status.
+#[derive(Debug)]
+pub struct Rechecks {
+    /// Systems asked for and the newest ticket handed out.
+    pending: std::sync::Mutex<(BTreeSet<u32>, u64)>,
+    wake: tokio::sync::Notify,
+    /// The newest ticket whose round was recorded.
+    recorded: tokio::sync::watch::Sender<u64>,
+    /// How many [`run_checks`] loops are running.
+    listeners: std::sync::atomic::AtomicUsize,
+}
+
+/// What [`Rechecks::request`] hands out: the round to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecheckTicket(u64);
+
+/// Marks a [`run_checks`] loop as running while it lives.
+pub struct Listening<'a>(&'a Rechecks);
+
+impl Drop for Listening<'_> {
+    fn drop(&mut self) {
+        self.0
+            .listeners
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Default for Rechecks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Rechecks {
+    pub fn new() -> Self {
+        Self {
+            pending: std::sync::Mutex::new((BTreeSet::new(), 0)),
+            wake: tokio::sync::Notify::new(),
+            recorded: tokio::sync::watch::Sender::new(0),
+            listeners: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Asks for a round that judges `system` again, as soon as the current one (if any)
+    /// is over.
+    pub fn request(&self, system: u32) -> RecheckTicket {
+        let ticket = {
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pending.0.insert(system);
+            pending.1 += 1;
+            RecheckTicket(pending.1)
+        };
+        self.wake.notify_one();
+        ticket
+    }
+
+    /// Whether fleet checks are running to answer requests.
+    pub fn is_listened_to(&self) -> bool {
+        self.listeners.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// Waits until a round that includes `ticket` is recorded, for at most `timeout`;
+    /// `false` when none was (no checks running, or the round took longer).
+    pub async fn recorded(&self, ticket: RecheckTicket, timeout: std::time::Duration) -> bool {
+        if !self.is_listened_to() {
+            return false;
+        }
+        let mut recorded = self.recorded.subscribe();
+        tokio::time::timeout(timeout, recorded.wait_for(|&done| done >= ticket.0))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
+
+    fn listen(&self) -> Listening<'_> {
+        self.listeners
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Listening(self)
+    }
+
+    /// Resolves once a request is waiting (at once if one came since the last call).
+    async fn requested(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The systems asked for so far and the newest ticket they cover.
+    fn take(&self) -> (BTreeSet<u32>, RecheckTicket) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (std::mem::take(&mut pending.0), RecheckTicket(pending.1))
+    }
+
+    /// Puts back systems a failed round did not judge.
+    fn give_back(&self, systems: BTreeSet<u32>) {
+        if systems.is_empty() {
+            return;
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .extend(systems);
+    }
+
+    fn recorded_up_to(&self, ticket: RecheckTicket) {
+        self.recorded.send_if_modified(|done| {
+            let newer = ticket.0 > *done;
+            if newer {
+                *done = ticket.0;
+            }
+            newer
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_recheck_request_wakes_the_loop_and_is_answered_once_recorded() {
+        let rechecks = Rechecks::new();
+        let ticket = rechecks.request(7);
+        // Nobody runs the checks: a requester does not wait.
+        assert!(!rechecks.recorded(ticket, Duration::from_secs(60)).await);
+
+        let listening = rechecks.listen();
+        // The request came before the loop waited: it wakes at once.
+        tokio::time::timeout(Duration::from_secs(5), rechecks.requested())
+            .await
+            .expect("a pending request wakes the loop");
+        let second = rechecks.request(9);
+        let (systems, covered) = rechecks.take();
+        assert_eq!(systems.into_iter().collect::<Vec<_>>(), vec![7, 9]);
+        assert_eq!(covered, second);
+        assert!(!rechecks.recorded(ticket, Duration::from_millis(10)).await);
+        rechecks.recorded_up_to(covered);
+        assert!(rechecks.recorded(ticket, Duration::from_secs(5)).await);
+        assert!(rechecks.recorded(second, Duration::from_secs(5)).await);
+
+        // A later request is not answered by an earlier round; a failed round gives its
+        // systems back for the next.
+        let third = rechecks.request(11);
+        let (systems, covered) = rechecks.take();
+        rechecks.give_back(systems);
+        assert!(!rechecks.recorded(third, Duration::from_millis(10)).await);
+        let (systems, _) = rechecks.take();
+        assert_eq!(systems.into_iter().collect::<Vec<_>>(), vec![11]);
+        rechecks.recorded_up_to(covered);
+        assert!(rechecks.recorded(third, Duration::from_secs(5)).await);
+
+        drop(listening);
+        assert!(!rechecks.is_listened_to());
     }
 }

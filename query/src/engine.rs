@@ -120,6 +120,7 @@ pub struct QueryEngine {
     store: Arc<Store>,
     registry: Arc<Registry>,
     config: QueryConfig,
+    rechecks: crate::checks::Rechecks,
 }
 
 impl QueryEngine {
@@ -155,6 +156,7 @@ impl QueryEngine {
             store,
             registry,
             config,
+            rechecks: crate::checks::Rechecks::new(),
         })
     }
 
@@ -176,6 +178,12 @@ impl QueryEngine {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Where to ask the running fleet checks to judge a system again (its settings
+    /// changed) without waiting for their schedule.
+    pub fn rechecks(&self) -> &crate::checks::Rechecks {
+        &self.rechecks
     }
 
     /// Runs a registry read off the async threads (SQLite blocks).

@@ -11,6 +11,7 @@ mod serve;
 mod sql_endpoints;
 mod sweep;
 mod system_pages;
+mod system_settings;
 mod tasks;
 
 use std::path::PathBuf;

@@ -24,6 +24,7 @@ mod secret_links;
 mod service_requests;
 mod sessions;
 mod system_details;
+mod system_settings;
 mod users;
 
 pub use activation::{
@@ -42,6 +43,10 @@ pub use service_requests::{NewServiceRequest, service_request_number};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use system_details::{
     DeviceCounts, EventFilter, EventState, KioskContent, SystemDetails, SystemEvent,
+};
+pub use system_settings::{
+    ArrayLayout, ArraySpec, CompanyContact, EstimateSettings, GridPlace, InstallerSettings,
+    LaborClaim, Placement, ReturnRequest, SystemArray, SystemDevice,
 };
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 

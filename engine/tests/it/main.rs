@@ -8,6 +8,7 @@ mod io_errors;
 mod registry;
 mod store;
 mod store_crash;
+mod system_settings;
 mod wal;
 
 use sunfleet_engine::telemetry::TelemetryBatch;

@@ -8,6 +8,7 @@ pub mod kiosk;
 pub mod live;
 pub mod reports;
 pub mod services;
+pub mod settings;
 pub mod view;
 
 use jiff::tz::TimeZone;
