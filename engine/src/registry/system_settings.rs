@@ -11,6 +11,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::audit::insert_audit;
 use super::records::set_estimates;
+use super::service_requests::{NewServiceRequest, insert_service_request};
 use super::system_details::KioskContent;
 use super::{Registry, sql_error};
 use crate::Error;
@@ -579,45 +580,30 @@ impl Registry {
                     system_id,
                 });
             }
-            let details = serde_json::json!({
-                "serial": format!("{:012}", claim.serial),
-                "defect_date": claim.defect_date.to_string(),
-                "claim_date": claim.claim_date.to_string(),
-                "labor_hours": claim.labor_hours,
-                "return_done": claim.return_done,
-                "description": claim.description,
-            });
-            tx.execute(
-                "INSERT INTO service_requests (kind, system_id, device_id, company_id,
-                                               created_by, state, reason, details,
-                                               created_us, updated_us)
-                 VALUES ('labor_claim', ?1, ?2, ?3, ?4, 'submitted', ?5, ?6, ?7, ?7)",
-                params![
+            insert_service_request(
+                tx,
+                &NewServiceRequest {
+                    kind: "labor_claim",
                     system_id,
-                    claim.device_id,
-                    company_id,
-                    by_user,
-                    format!(
+                    device_id: Some(claim.device_id),
+                    company_id: Some(company_id),
+                    created_by: by_user,
+                    reason: format!(
                         "labour reimbursement, {:012}: {}",
                         claim.serial,
                         claim.description.chars().take(120).collect::<String>()
                     ),
-                    details.to_string(),
-                    now_us
-                ],
+                    details: serde_json::json!({
+                        "serial": format!("{:012}", claim.serial),
+                        "defect_date": claim.defect_date.to_string(),
+                        "claim_date": claim.claim_date.to_string(),
+                        "labor_hours": claim.labor_hours,
+                        "return_done": claim.return_done,
+                        "description": claim.description,
+                    }),
+                    at_us: now_us,
+                },
             )
-            .map_err(sql_error("adding the labour claim"))?;
-            let id = tx.last_insert_rowid();
-            insert_audit(
-                tx,
-                Some(by_user),
-                "labor_claim_submitted",
-                "service_request",
-                Some(id),
-                &format!("system {system_id}, device {:012}", claim.serial),
-                now_us,
-            )?;
-            Ok(id)
         })
     }
 }

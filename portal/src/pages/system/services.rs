@@ -329,6 +329,7 @@ async fn file(
             kind,
             system_id: i64::from(id),
             device_id: None,
+            company_id: None,
             created_by: principal.user.id,
             reason,
             details,
