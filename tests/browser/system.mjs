@@ -1,5 +1,5 @@
 // Walks one system's pages in headless Chromium as an installer: every tab and settings
-// section, with a screenshot of each; the array view's playback and cell details; the
+// section, with a screenshot of each; an estimate changed and the status following; the array view's playback and cell details; the
 // graph's zoom and hover readout; each report downloaded and checked against SQL; live
 // figures refreshing; a kiosk link opened signed out. No page may log an error (CSP
 // violations included).
@@ -151,6 +151,34 @@ try {
   check(await kiosk.locator("a[href='/signout'], form[action='/signout']").count() === 0, "kiosk is signed out");
   await kiosk.screenshot({ path: join(shots, "system-kiosk-public.png"), fullPage: true });
   await visitor.close();
+
+  // Settings: every section; an estimate far above production makes a production issue,
+  // a low one clears it (the save asks for a re-check of that system).
+  const systems = (await (await page.request.get(`${base}/api/systems`)).json()).systems;
+  const judged = systems.find((s) => s.stage === "ready" && s.status === "normal" && (s.energy_past_7_days_wh || 0) > 0);
+  check(judged, "a ready, normal, producing system");
+  for (const [path, name] of [["", "overview"], ["/labor", "labor"], ["/references", "references"], ["/estimate", "estimate"], ["/arrays", "arrays"], ["/arrays/builder", "builder"]]) {
+    await page.goto(`${base}/systems/${judged.id}/settings${path}`);
+    check(await page.locator(".settings-nav").count() === 1, `settings${path}`);
+    await shot(`settings-${name}`);
+  }
+  async function saveEstimate(kwh) {
+    await page.goto(`${base}/systems/${judged.id}/settings/estimate`);
+    await page.check("input[name=estimate_level][value=system]");
+    for (let month = 1; month <= 12; month++) await page.fill(`input[name=estimate_${month}]`, kwh);
+    await page.check("input[name=threshold_days][value='30']");
+    await Promise.all([page.waitForLoadState("load"), page.click("form.settings-form button[type=submit]")]);
+    for (let tries = 0; tries < 30; tries++) {
+      const status = await page.locator("#current-status").getAttribute("data-status");
+      if ((kwh === "1000000") === (status === "power")) return status;
+      await page.waitForTimeout(1000);
+      await page.reload();
+    }
+    throw new Error(`the status did not follow an estimate of ${kwh} kWh`);
+  }
+  await saveEstimate("1000000");
+  await shot("settings-estimate-production-issue");
+  await saveEstimate("0.1");
 
   check(problems.length === 0, `console errors:\n${problems.join("\n")}`);
   await context.close();

@@ -400,16 +400,4 @@ mod tests {
         let missing: Vec<&str> = labels.filter(|l| !french.contains_key(l)).collect();
         assert!(missing.is_empty(), "no French for {missing:?}");
     }
-
-    #[test]
-    fn no_settings_wording_is_translated_twice() {
-        for (english, _) in super::FRENCH {
-            let entries = super::super::FRENCH_TABLES
-                .iter()
-                .flat_map(|table| table.iter())
-                .filter(|(other, _)| other == english)
-                .count();
-            assert_eq!(entries, 1, "{english:?} has {entries} French entries");
-        }
-    }
 }

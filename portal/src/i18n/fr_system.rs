@@ -178,7 +178,6 @@ pub const FRENCH: &[(&str, &str)] = &[
     ("Other", "Autre"),
     ("Return", "Retour"),
     ("Replacement", "Remplacement"),
-    ("Labor reimbursement", "Remboursement de main-d'œuvre"),
     ("Draft", "Brouillon"),
     ("Submitted", "Envoyée"),
     ("Approved", "Approuvée"),
