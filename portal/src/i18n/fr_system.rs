@@ -90,7 +90,6 @@ pub const FRENCH: &[(&str, &str)] = &[
     ("Day", "Jour"),
     ("Today", "Aujourd'hui"),
     ("7 days", "7 jours"),
-    ("30 days", "30 jours"),
     ("12 months", "12 mois"),
     (
         "Choose dates (YYYY-MM-DD) of a range of up to {} days whose end is not before its start.",
@@ -130,7 +129,6 @@ pub const FRENCH: &[(&str, &str)] = &[
     ("Generated", "Généré le"),
     // Live status (S6).
     ("microinverters reporting", "micro-onduleurs communiquant"),
-    ("Battery", "Batterie"),
     ("State of charge", "État de charge"),
     ("Newest reading", "Relevé le plus récent"),
     ("refreshed every", "actualisé toutes les"),
@@ -200,7 +198,6 @@ pub const FRENCH: &[(&str, &str)] = &[
     // Kiosk (S8).
     ("Energy, past 7 days", "Énergie des 7 derniers jours"),
     ("Lifetime", "Depuis la mise en service"),
-    ("Environmental benefits", "Bénéfices environnementaux"),
     ("CO2 avoided", "CO2 évité"),
     ("Trees grown for a year", "Arbres plantés pendant un an"),
     ("Car travel avoided", "Trajets en voiture évités"),
