@@ -159,6 +159,20 @@ pub fn router(state: AppState) -> Router {
         .route("/systems.csv", get(pages::systems::csv))
         .route("/systems/columns", post(pages::systems::save_columns))
         .route("/systems/{id}", get(pages::system::view::page))
+        .route("/systems/{id}/devices", get(pages::system::devices::page))
+        .route(
+            "/systems/{id}/devices/provision",
+            post(pages::system::devices::provision),
+        )
+        .route(
+            "/systems/{id}/devices/{device_id}",
+            get(pages::system::devices::device),
+        )
+        .route(
+            "/systems/{id}/devices/{device_id}/tasks",
+            post(pages::system::devices::queue_task),
+        )
+        .route("/systems/{id}/events", get(pages::system::events::page))
         .route(
             "/activations",
             get(pages::activations::list).post(pages::activations::create),

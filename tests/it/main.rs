@@ -10,6 +10,7 @@ mod members;
 mod serve;
 mod sql_endpoints;
 mod sweep;
+mod system_devices;
 mod tasks;
 
 use std::path::PathBuf;
