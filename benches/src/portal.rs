@@ -90,12 +90,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         Arc::clone(&registry),
         QueryConfig::new(folder.join("tmp").join("query")),
     )?);
-    let session = registry.create_session(
-        user,
-        sunfleet_engine::time::now_micros(),
-        3_600_000_000,
-    )?;
-    let cookie = format!("{}={}", sunfleet_portal::session::SESSION_COOKIE, session.token);
+    let session =
+        registry.create_session(user, sunfleet_engine::time::now_micros(), 3_600_000_000)?;
+    let cookie = format!(
+        "{}={}",
+        sunfleet_portal::session::SESSION_COOKIE,
+        session.token
+    );
     let portal = runtime.block_on(PortalServer::start(
         PortalConfig::new("127.0.0.1:0".parse()?),
         Arc::clone(&engine),
@@ -105,7 +106,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let last_day: CivilDate = start.add_days(options.days as i32 - 1);
     let week_start = last_day.add_days(-6);
     let pages = [
-        ("view (array, one day)", format!("/systems/{system}?date={last_day}")),
+        (
+            "view (array, one day)",
+            format!("/systems/{system}?date={last_day}"),
+        ),
         (
             "graph (7 days, hourly)",
             format!("/systems/{system}/graph?from={week_start}&to={last_day}"),

@@ -118,7 +118,12 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         store,
         start,
         held_back,
-    } = open_data(options.systems, options.days, options.seed, options.dir.clone())?;
+    } = open_data(
+        options.systems,
+        options.days,
+        options.seed,
+        options.dir.clone(),
+    )?;
     // The held-back day goes into the write buffer and stays there: no maintenance runs.
     let unpersisted: usize = held_back.iter().map(TelemetryBatch::reading_count).sum();
     for batch in held_back {

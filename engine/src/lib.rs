@@ -16,6 +16,7 @@ pub mod activity;
 pub mod buffer;
 pub mod compaction;
 pub mod dedup;
+pub mod device_models;
 pub mod directory;
 pub mod error;
 pub mod failpoint;

@@ -36,9 +36,46 @@
     element.textContent = "";
     new uPlot(options, [xs, data.values], element);
   }
+  // A line chart: data-line='{"labels": ["06:05", …], "values": [212.4, …], "unit": "W"}'
+  // (a device's power over a day); the page states the day's totals beside it.
+  function drawLine(element) {
+    var data = JSON.parse(element.getAttribute("data-line"));
+    var xs = data.labels.map(function (_, i) { return i; });
+    var width = Math.max(element.clientWidth, 240);
+    var step = Math.max(1, Math.ceil(data.labels.length / 12));
+    var options = {
+      width: width,
+      height: 200,
+      legend: { show: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: false, range: [0, Math.max(data.labels.length - 1, 1)] } },
+      axes: [
+        {
+          values: function (_, ticks) {
+            return ticks.map(function (t) { return data.labels[t] || ""; });
+          },
+          splits: function () { return xs.filter(function (i) { return i % step === 0; }); },
+        },
+        { label: data.unit, size: 56 },
+      ],
+      series: [
+        {},
+        {
+          label: data.unit,
+          fill: "rgba(232, 118, 12, 0.2)",
+          stroke: "#e8760c",
+          width: 2,
+          points: { show: false },
+        },
+      ],
+    };
+    element.textContent = "";
+    new uPlot(options, [xs, data.values], element);
+  }
   function drawAll(root) {
     if (typeof uPlot === "undefined") return;
     root.querySelectorAll("[data-bars]").forEach(drawBars);
+    root.querySelectorAll("[data-line]").forEach(drawLine);
   }
   // A play button steps through the links marked data-playback-day (the array view's past
   // seven days), one every 1.5 s, through htmx so only the box changes.

@@ -181,12 +181,24 @@ impl Lang {
     }
 }
 
+mod fr_devices;
 mod fr_settings;
 mod fr_system;
 
 /// Every English → French table: the shell's and fleet pages' below, then one per group of
 /// pages.
-const FRENCH_TABLES: &[&[(&str, &str)]] = &[FRENCH, fr_system::FRENCH, fr_settings::FRENCH];
+const FRENCH_TABLES: &[&[(&str, &str)]] = &[
+    FRENCH,
+    fr_system::FRENCH,
+    fr_settings::FRENCH,
+    fr_devices::FRENCH,
+];
+
+/// Whether `text` has a French entry (for the pages' own tests of the labels they compute).
+#[cfg(test)]
+pub(crate) fn has_french(text: &str) -> bool {
+    french().contains_key(text)
+}
 
 fn french() -> &'static HashMap<&'static str, &'static str> {
     static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();

@@ -215,6 +215,20 @@ pub fn router(state: AppState) -> Router {
             "/systems/{id}/settings/arrays/builder",
             get(pages::system::settings::builder_page).post(pages::system::settings::save_builder),
         )
+        .route("/systems/{id}/devices", get(pages::system::devices::page))
+        .route(
+            "/systems/{id}/devices/provision",
+            post(pages::system::devices::provision),
+        )
+        .route(
+            "/systems/{id}/devices/{device_id}",
+            get(pages::system::devices::device),
+        )
+        .route(
+            "/systems/{id}/devices/{device_id}/tasks",
+            post(pages::system::devices::queue_task),
+        )
+        .route("/systems/{id}/events", get(pages::system::events::page))
         .route(
             "/activations",
             get(pages::activations::list).post(pages::activations::create),

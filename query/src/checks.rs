@@ -534,6 +534,12 @@ impl QueryEngine {
             };
             let Some(reference) = reference else { continue };
             let last = own.of_device.get(&(system, id)).copied();
+            // A unit registered on its first report (a provisioned one joining a running
+            // system) has its data under its id only from the next upload on: give it the
+            // same lag as a unit that stopped.
+            if last.is_none() && as_of_us - device.registered_us < settings.device_lag_us {
+                continue;
+            }
             if last.is_none_or(|t| reference - t > settings.device_lag_us) {
                 findings.push(Finding {
                     system_id: system,

@@ -7,7 +7,8 @@
 //!   filtered by that.
 //! - [`engine`]: the query runtime, limits, and analyst SQL; [`output`]: JSON, CSV and
 //!   Arrow IPC results.
-//! - [`series`]: production series for graphs, from rollups and fresh raw readings.
+//! - [`series`]: production series for graphs, from rollups and fresh raw readings;
+//!   [`devices`]: per-device figures, readings and reported events of one system.
 //! - [`checks`]: the fleet checks; [`activation`]: the activation checklist advancing
 //!   from what gateways report.
 
@@ -17,6 +18,7 @@ pub mod bounds;
 pub mod catalog;
 pub mod checks;
 pub mod daily;
+pub mod devices;
 pub mod engine;
 pub mod error;
 pub mod flight;

@@ -407,14 +407,14 @@ pub(crate) fn zone_named(name: &str) -> Result<TimeZone, QueryError> {
     })
 }
 
-fn local_midnight(zone: &TimeZone, date: Date) -> Result<i64, QueryError> {
+pub(crate) fn local_midnight(zone: &TimeZone, date: Date) -> Result<i64, QueryError> {
     Ok(zone
         .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
         .map_err(time_error)?
         .as_microsecond())
 }
 
-fn next_day(date: Date) -> Result<Date, QueryError> {
+pub(crate) fn next_day(date: Date) -> Result<Date, QueryError> {
     date.tomorrow().map_err(time_error)
 }
 

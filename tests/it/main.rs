@@ -10,6 +10,7 @@ mod members;
 mod serve;
 mod sql_endpoints;
 mod sweep;
+mod system_devices;
 mod system_pages;
 mod system_settings;
 mod tasks;

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::audit::insert_audit;
+use super::devices::provisioning_requested;
 use super::members::{Invitation, issue_password_token};
 use super::records::{
     DeviceDetails, NewDevice, NewOwner, NewSystem, complete_step, insert_device, insert_owner,
@@ -492,10 +493,12 @@ impl Registry {
     }
 
     /// Registers microinverters a gateway reported that the registry does not have, under
-    /// the gateway's system while it activates (up to the expected number), each in the
-    /// next free cell of the system's first array (one is created when there is none).
-    /// Serials registered elsewhere are left alone; an unknown or retired gateway, or a
-    /// Ready system, registers nothing. Returns the system that got devices.
+    /// the gateway's system: while it activates (up to the expected number), and at any
+    /// stage when someone asked a gateway of the system to provision that serial (a
+    /// standing `provision_devices` task); each in the next free cell of the system's first
+    /// array (one is created when there is none). Serials registered elsewhere are left
+    /// alone; an unknown or retired gateway registers nothing, nor does a Ready system
+    /// without a request. Returns the system that got devices.
     pub fn register_reported_micros(
         &self,
         gateway: Serial,
@@ -519,7 +522,8 @@ impl Registry {
             }
             // Devices join by themselves only while the system activates, and no more than
             // the installer expects: a Ready system's newcomers (a neighbour's units heard
-            // over the power line, a faulty gateway) need a person (provisioning).
+            // over the power line, a faulty gateway) need a person (provisioning), whose
+            // request lets that one serial in.
             let (stage, expected, registered): (String, Option<i64>, i64) = tx
                 .query_row(
                     "SELECT s.stage, s.expected_microinverters,
@@ -530,15 +534,13 @@ impl Registry {
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .map_err(sql_error("reading the system's activation"))?;
-            if stage == "ready" {
-                return Ok(None);
-            }
-            let room = expected.map_or(usize::MAX, |n| (n - registered).max(0) as usize);
-            let mut added = 0;
+            let room = if stage == "ready" {
+                0
+            } else {
+                expected.map_or(usize::MAX, |n| (n - registered).max(0) as usize)
+            };
+            let (mut added, mut joined_by_themselves) = (0, 0);
             for serial in micros {
-                if added >= room {
-                    break;
-                }
                 let exists: bool = tx
                     .query_row(
                         "SELECT EXISTS (SELECT 1 FROM devices WHERE serial = ?1)",
@@ -547,6 +549,10 @@ impl Registry {
                     )
                     .map_err(sql_error(format!("looking up serial {serial}")))?;
                 if exists {
+                    continue;
+                }
+                let requested = provisioning_requested(tx, system_id, *serial)?;
+                if !requested && joined_by_themselves >= room {
                     continue;
                 }
                 let (array_id, grid_row, grid_column) = next_free_cell(tx, system_id)?;
@@ -574,6 +580,9 @@ impl Registry {
                 )
                 .map_err(sql_error("noting the first report"))?;
                 added += 1;
+                if !requested {
+                    joined_by_themselves += 1;
+                }
             }
             if added > 0 {
                 insert_audit(

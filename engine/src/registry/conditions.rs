@@ -49,6 +49,8 @@ pub struct WatchedDevice {
     /// `microinverter`, `meter` or `battery`.
     pub kind: String,
     pub serial: i64,
+    /// When it joined the system (seeded, entered, or registered on its first report).
+    pub registered_us: i64,
 }
 
 /// Statuses the checks never replace: set by people, not by data.
@@ -89,7 +91,7 @@ impl Registry {
         let connection = self.connection();
         let mut statement = connection
             .prepare(
-                "SELECT system_id, id, kind, serial FROM devices
+                "SELECT system_id, id, kind, serial, provisioned_us FROM devices
                  WHERE state <> 'retired' AND kind <> 'gateway'
                  ORDER BY system_id, id",
             )
@@ -101,6 +103,7 @@ impl Registry {
                     device_id: row.get(1)?,
                     kind: row.get(2)?,
                     serial: row.get(3)?,
+                    registered_us: row.get(4)?,
                 })
             })
             .map_err(sql_error(context))?;

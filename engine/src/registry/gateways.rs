@@ -1,7 +1,7 @@
 //! What ingest keeps in the registry: each gateway's session (the highest batch acknowledged
 //! as durable, what it last said it runs) and the remote tasks queued for it.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Registry, sql_error};
 use crate::Error;
@@ -90,7 +90,11 @@ pub struct GatewayTask {
 const TASK_COLUMNS: &str = "id, gateway_id, kind, parameters, state, created_us, sent_us, \
                             started_us, finished_us, result";
 
-fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayTask> {
+/// [`TASK_COLUMNS`] of `gateway_tasks t`, for queries that join it.
+pub(super) const TASK_COLUMNS_OF_T: &str = "t.id, t.gateway_id, t.kind, t.parameters, t.state, \
+     t.created_us, t.sent_us, t.started_us, t.finished_us, t.result";
+
+pub(super) fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayTask> {
     let state: String = row.get(4)?;
     Ok(GatewayTask {
         id: row.get(0)?,
@@ -150,16 +154,14 @@ impl Registry {
         now_us: i64,
     ) -> Result<i64, Error> {
         self.transaction("queueing a gateway task", |tx| {
-            tx.execute(
-                "INSERT INTO gateway_tasks (gateway_id, kind, parameters, created_by, created_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![gateway.0, kind, parameters, created_by, now_us],
+            insert_task(
+                tx,
+                i64::from(gateway.0),
+                kind,
+                parameters,
+                created_by,
+                now_us,
             )
-            .map_err(sql_error(format!(
-                "queueing task {kind:?} for gateway device {}",
-                gateway.0
-            )))?;
-            Ok(tx.last_insert_rowid())
         })
     }
 
@@ -286,6 +288,25 @@ impl Registry {
             Ok(changed == 1)
         })
     }
+}
+
+pub(super) fn insert_task(
+    tx: &Transaction<'_>,
+    gateway_id: i64,
+    kind: &str,
+    parameters: &str,
+    created_by: Option<i64>,
+    now_us: i64,
+) -> Result<i64, Error> {
+    tx.execute(
+        "INSERT INTO gateway_tasks (gateway_id, kind, parameters, created_by, created_us)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![gateway_id, kind, parameters, created_by, now_us],
+    )
+    .map_err(sql_error(format!(
+        "queueing task {kind:?} for gateway device {gateway_id}"
+    )))?;
+    Ok(tx.last_insert_rowid())
 }
 
 impl Registry {

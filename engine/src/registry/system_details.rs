@@ -299,3 +299,18 @@ impl Registry {
         Ok((events, total.max(0).unsigned_abs()))
     }
 }
+
+impl Registry {
+    /// The event codes system `id` has ever had, for the events list's filter.
+    pub fn system_event_codes(&self, id: i64) -> Result<Vec<String>, Error> {
+        let context = format!("listing the event codes of system {id}");
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached("SELECT DISTINCT code FROM events WHERE system_id = ?1 ORDER BY code")
+            .map_err(sql_error(&context))?;
+        let rows = statement
+            .query_map(params![id], |row| row.get(0))
+            .map_err(sql_error(&context))?;
+        rows.collect::<Result<_, _>>().map_err(sql_error(&context))
+    }
+}

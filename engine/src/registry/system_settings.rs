@@ -173,7 +173,7 @@ impl Registry {
 
     /// System `system_id`'s microinverters and batteries (retired ones too: a claim may be
     /// about a unit already replaced), by serial.
-    pub fn system_devices(&self, system_id: i64) -> Result<Vec<SystemDevice>, Error> {
+    pub fn micros_and_batteries(&self, system_id: i64) -> Result<Vec<SystemDevice>, Error> {
         let context = format!("reading the devices of system {system_id}");
         let connection = self.connection();
         let mut statement = connection

@@ -5,6 +5,7 @@ mod codec;
 mod crash;
 mod interop;
 mod io_errors;
+mod provisioning;
 mod registry;
 mod store;
 mod store_crash;

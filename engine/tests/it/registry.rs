@@ -10,7 +10,7 @@ use sunfleet_engine::registry::{
     insert_device, insert_system, insert_user,
 };
 
-fn company() -> NewCompany {
+pub fn company() -> NewCompany {
     NewCompany {
         name: "Soleil Pro".into(),
         kind: "installer",
@@ -23,7 +23,7 @@ fn company() -> NewCompany {
     }
 }
 
-fn system(installer_id: i64) -> NewSystem {
+pub fn system(installer_id: i64) -> NewSystem {
     NewSystem {
         id: None,
         name: "Maison Dupont".into(),

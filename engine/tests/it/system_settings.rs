@@ -150,7 +150,7 @@ fn site() -> Site {
 }
 
 fn places(site: &Site) -> Vec<Option<(i64, u16, u16)>> {
-    let devices = site.registry.system_devices(site.system_id).unwrap();
+    let devices = site.registry.micros_and_batteries(site.system_id).unwrap();
     site.micros
         .iter()
         .map(|id| devices.iter().find(|d| d.id == *id).unwrap().place)

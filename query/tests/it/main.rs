@@ -3,6 +3,7 @@
 
 mod array_view;
 mod checks;
+mod devices;
 mod fleet;
 mod overview;
 mod reports;

@@ -3,6 +3,8 @@
 //! connection, location and local time, weather, status with its alerts, energy today):
 //! [`SystemChrome`], built by [`load`] after the principal is authorised for the system.
 
+pub mod devices;
+pub mod events;
 pub mod graph;
 pub mod kiosk;
 pub mod live;

@@ -61,7 +61,7 @@ pub async fn arrays_page(
     let (arrays, devices) = blocking(move || {
         Ok((
             registry.system_arrays(i64::from(id))?,
-            registry.system_devices(i64::from(id))?,
+            registry.micros_and_batteries(i64::from(id))?,
         ))
     })
     .await?;
@@ -426,7 +426,7 @@ async fn builder(
     let (arrays, devices) = blocking(move || {
         Ok((
             registry.system_arrays(i64::from(id))?,
-            registry.system_devices(i64::from(id))?,
+            registry.micros_and_batteries(i64::from(id))?,
         ))
     })
     .await?;
@@ -587,7 +587,7 @@ pub async fn save_builder(
     let (arrays, devices) = blocking(move || {
         Ok((
             registry.system_arrays(i64::from(id))?,
-            registry.system_devices(i64::from(id))?,
+            registry.micros_and_batteries(i64::from(id))?,
         ))
     })
     .await?;

@@ -239,7 +239,7 @@ async fn labor(
     let (chrome, system) = load(state, principal, id, "settings").await?;
     let lang = principal.lang();
     let registry = Arc::clone(state.registry());
-    let devices = blocking(move || Ok(registry.system_devices(i64::from(id))?)).await?;
+    let devices = blocking(move || Ok(registry.micros_and_batteries(i64::from(id))?)).await?;
     let selected = form.get("serial").parse::<u64>().ok();
     let devices = devices
         .iter()
@@ -388,7 +388,7 @@ pub async fn submit_claim(
     let (devices, returns) = blocking(move || {
         let system_id = i64::from(id);
         Ok((
-            registry.system_devices(system_id)?,
+            registry.micros_and_batteries(system_id)?,
             registry.return_requests(system_id)?,
         ))
     })
