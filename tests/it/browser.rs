@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::demo::{PASSWORD, start_demo};
+use crate::demo::{PASSWORD, start_demo_for};
 use crate::{free_tcp_port, interrupt};
 
 fn chromium() -> PathBuf {
@@ -33,13 +33,14 @@ fn browser_dir() -> PathBuf {
     dir
 }
 
-/// Runs `tests/browser/{script}` against a fresh demo; it saves at least `min_screenshots`
-/// screenshots in `$SUNFLEET_SCREENSHOTS/{script}` (or the temporary folder).
-fn walk(script: &str, min_screenshots: usize) {
+/// Runs `tests/browser/{script}` against a fresh demo with `history_days` of history; it
+/// saves at least `min_screenshots` screenshots in `$SUNFLEET_SCREENSHOTS/{script}` (or the
+/// temporary folder).
+fn walk(script: &str, history_days: u32, min_screenshots: usize) {
     let chromium = chromium();
     let dir = browser_dir();
     let data = tempfile::tempdir().unwrap();
-    let demo = start_demo(&data.path().join("demo"), free_tcp_port());
+    let demo = start_demo_for(&data.path().join("demo"), free_tcp_port(), 12, history_days);
     let screenshots = std::env::var_os("SUNFLEET_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("sunfleet-portal-screenshots"))
@@ -73,10 +74,11 @@ fn walk(script: &str, min_screenshots: usize) {
 
 #[test]
 fn every_role_walks_the_portal_in_chromium() {
-    walk("portal.mjs", 20);
+    walk("portal.mjs", 1, 20);
 }
 
 #[test]
 fn an_installer_walks_a_systems_pages_in_chromium() {
-    walk("system.mjs", 14);
+    // The production check judges 30 days of history: the estimate step needs them.
+    walk("system.mjs", 32, 20);
 }

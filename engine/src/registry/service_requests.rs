@@ -66,10 +66,14 @@ pub(super) fn insert_service_request(
     insert_audit(
         tx,
         Some(request.created_by),
-        &format!("service_request.{}", request.kind),
-        "system",
-        Some(request.system_id),
-        &service_request_number(id),
+        &format!("{}_submitted", request.kind),
+        "service_request",
+        Some(id),
+        &format!(
+            "{}, system {}",
+            service_request_number(id),
+            request.system_id
+        ),
         request.at_us,
     )?;
     Ok(id)
