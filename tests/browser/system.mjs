@@ -67,6 +67,18 @@ try {
   await page.waitForSelector("#micro-details #device-summary", { timeout: 10000 });
   await shot("view-details");
 
+  // Devices, a gateway's page with its tasks, and events.
+  await page.goto(at("/devices"));
+  check(await page.locator("#microinverters table.devices tbody tr").count() > 0, "microinverters listed");
+  await shot("devices");
+  await page.locator("#gateways table.devices tbody tr a").first().click();
+  await page.waitForLoadState("load");
+  check(await page.locator("#tasks").count() === 1, "a gateway's task list");
+  await shot("device-gateway");
+  await page.goto(at("/events?state=all"));
+  check(await page.locator("table.events").count() === 1, "events table");
+  await shot("events");
+
   // Graph: drawn, read out under the cursor, zoomed by the sliders to finer data.
   await page.goto(at("/graph"));
   await page.waitForSelector("#site-chart .u-over");
