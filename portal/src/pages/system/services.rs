@@ -180,24 +180,21 @@ fn fields(pairs: Vec<(String, String)>) -> (HashMap<String, String>, Option<Stri
     (values, csrf)
 }
 
+/// A field that must be filled (and not too long).
 fn required(
     values: &HashMap<String, String>,
     field: &'static str,
     lang: Lang,
     errors: &mut Vec<(&'static str, String)>,
 ) -> String {
-    let value = values.get(field).cloned().unwrap_or_default();
+    let value = optional(values, field, lang, errors);
     if value.is_empty() {
         errors.push((field, lang.t("Required.").to_owned()));
-    } else if value.chars().count() > MAX_FIELD_CHARS {
-        errors.push((
-            field,
-            lang.fill("At most {} characters.", &[&MAX_FIELD_CHARS]),
-        ));
     }
     value
 }
 
+/// A field that may be empty (but not too long).
 fn optional(
     values: &HashMap<String, String>,
     field: &'static str,
