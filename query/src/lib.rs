@@ -8,7 +8,9 @@
 //! - [`engine`]: the query runtime, limits, and analyst SQL; [`output`]: JSON, CSV and
 //!   Arrow IPC results.
 //! - [`series`]: production series for graphs, from rollups and fresh raw readings;
-//!   [`devices`]: per-device figures, readings and reported events of one system.
+//!   [`site`]: a site's production, consumption, net import and battery per bucket;
+//!   [`live`]: each device's freshest reading; [`devices`]: per-device figures, readings
+//!   and reported events of one system.
 //! - [`checks`]: the fleet checks; [`activation`]: the activation checklist advancing
 //!   from what gateways report.
 
