@@ -219,6 +219,7 @@ impl Simulator {
                 finished_tasks: HashMap::new(),
                 grid_profile: None,
                 pending_events: Vec::new(),
+                rebooting: false,
                 counters: Arc::clone(&counters),
             };
             let link = Link {
@@ -302,6 +303,8 @@ struct SimulatedGateway {
     grid_profile: Option<String>,
     /// Events to send with the next batch (conditions raised or cleared by tasks).
     pending_events: Vec<DeviceEvent>,
+    /// A reboot task ran: the gateway reports its power-on reset once it is back.
+    rebooting: bool,
     counters: Arc<Counters>,
 }
 
@@ -338,6 +341,9 @@ impl SimulatedGateway {
             let next = match connection {
                 Ok(connection) => {
                     backoff = Duration::from_millis(200);
+                    if std::mem::take(&mut self.rebooting) {
+                        self.report_power_on_reset(clock.now_us());
+                    }
                     self.counters.connections.fetch_add(1, Ordering::Relaxed);
                     self.counters.connected.fetch_add(1, Ordering::Relaxed);
                     let next = self
@@ -438,6 +444,7 @@ impl SimulatedGateway {
                                 .run_task(&mut sender, id, kind, &parameters, clock.now_us())
                                 .await;
                             if reboot {
+                                self.rebooting = true;
                                 let _ = sender.finish();
                                 // Give the reports a moment to leave before the "power cut".
                                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -465,6 +472,23 @@ impl SimulatedGateway {
             connection.close(0u32.into(), b"simulation over");
         }
         next
+    }
+
+    /// A gateway back from a reboot says so, as a real one does: a power-on reset, raised
+    /// and cleared at once (it is a moment, not a condition).
+    fn report_power_on_reset(&mut self, now_us: i64) {
+        let serial = self.serial();
+        for (time_us, state) in [
+            (now_us, EventState::Raised),
+            (now_us + 1, EventState::Cleared),
+        ] {
+            self.pending_events.push(DeviceEvent {
+                serial,
+                time_us,
+                kind: EventKind::PowerOnReset,
+                state,
+            });
+        }
     }
 
     fn acknowledged(&mut self, seq: BatchSeq) {

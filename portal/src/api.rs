@@ -105,15 +105,7 @@ pub async fn dashboard(
     let systems = fleet::systems_with_figures(engine, &principal.scope, now).await?;
     let services = fleet::service_summary(engine, &principal.scope).await?;
     let scorecard = fleet::scorecard(engine, &principal.scope, &systems, now).await?;
-    let alerts = systems
-        .iter()
-        .filter(|s| {
-            !matches!(
-                s.status.as_str(),
-                "normal" | "deactivated" | "retired" | "not_monitored"
-            )
-        })
-        .count();
+    let alerts = systems.iter().filter(|s| fleet::in_alert(s)).count();
     let activations = systems.iter().filter(|s| s.stage != "ready").count();
     Ok(Json(json!({
         "systems": systems.len(),

@@ -99,6 +99,7 @@ pub fn status_label(status: &str) -> &'static str {
     match status {
         "normal" => "Normal",
         "comm" => "Gateway not reporting",
+        "production_off" => "Production off by command",
         "micro" => "Microinverters not reporting",
         "power" => "Production issue",
         "meter" => "Meter not reporting",
@@ -116,6 +117,7 @@ pub fn status_label(status: &str) -> &'static str {
 pub fn event_label(code: &str) -> String {
     let system_level = match code {
         "gateway_not_reporting" => Some("Gateway not reporting"),
+        "production_off" => Some("Power production off by command"),
         "micro_not_reporting" => Some("Microinverters not reporting"),
         "production_issue" => Some("Production issue"),
         "meter_not_reporting" => Some("Meter not reporting"),

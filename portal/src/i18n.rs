@@ -182,6 +182,7 @@ impl Lang {
 }
 
 mod fr_devices;
+mod fr_diagnostics;
 mod fr_settings;
 mod fr_system;
 
@@ -192,6 +193,7 @@ const FRENCH_TABLES: &[&[(&str, &str)]] = &[
     fr_system::FRENCH,
     fr_settings::FRENCH,
     fr_devices::FRENCH,
+    fr_diagnostics::FRENCH,
 ];
 
 /// Whether `text` has a French entry (for the pages' own tests of the labels they compute).
@@ -233,6 +235,14 @@ pub const FRENCH: &[(&str, &str)] = &[
     ("Analyst (SQL only)", "Analyste (SQL uniquement)"),
     ("Normal", "Normal"),
     ("Gateway not reporting", "Passerelle muette"),
+    (
+        "Production off by command",
+        "Production désactivée par commande",
+    ),
+    (
+        "Power production off by command",
+        "Production d'énergie désactivée par commande",
+    ),
     ("Microinverters not reporting", "Micro-onduleurs muets"),
     ("Production issue", "Problème de production"),
     ("Meter not reporting", "Compteur muet"),
@@ -844,6 +854,7 @@ mod tests {
         for status in [
             "normal",
             "comm",
+            "production_off",
             "micro",
             "power",
             "meter",
@@ -877,6 +888,7 @@ mod tests {
         );
         for code in [
             "gateway_not_reporting",
+            "production_off",
             "micro_not_reporting",
             "production_issue",
             "meter_not_reporting",

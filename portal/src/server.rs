@@ -228,6 +228,10 @@ pub fn router(state: AppState) -> Router {
             "/systems/{id}/devices/{device_id}/tasks",
             post(pages::system::devices::queue_task),
         )
+        .route(
+            "/systems/{id}/diagnostics",
+            get(pages::system::diagnostics::page).post(pages::system::diagnostics::submit),
+        )
         .route("/systems/{id}/events", get(pages::system::events::page))
         .route(
             "/activations",

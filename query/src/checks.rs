@@ -25,7 +25,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use sunfleet_engine::activity::{Changes, DeviceLatest, UnregisteredDevices};
 use sunfleet_engine::ids::{DeviceId, Serial, SystemId};
-use sunfleet_engine::registry::{ConditionChanges, FoundCondition, Registry};
+use sunfleet_engine::registry::{ConditionChanges, FoundCondition, ProductionSwitch, Registry};
 use sunfleet_engine::telemetry::EventKind;
 
 use crate::daily::{SystemZone, expected_kwh, local_date};
@@ -64,6 +64,8 @@ impl Default for CheckSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Condition {
     GatewayNotReporting,
+    /// Power production switched off by command on a gateway: zero production on purpose.
+    ProductionOff,
     MicroNotReporting,
     ProductionIssue,
     MeterNotReporting,
@@ -77,6 +79,7 @@ impl Condition {
     pub fn code(self) -> &'static str {
         match self {
             Condition::GatewayNotReporting => "gateway_not_reporting",
+            Condition::ProductionOff => "production_off",
             Condition::MicroNotReporting => "micro_not_reporting",
             Condition::ProductionIssue => "production_issue",
             Condition::MeterNotReporting => "meter_not_reporting",
@@ -88,6 +91,7 @@ impl Condition {
 
     pub fn severity(self) -> &'static str {
         match self {
+            Condition::ProductionOff => "info",
             Condition::GatewayNotReporting | Condition::ProductionIssue => "high",
             Condition::MicroNotReporting | Condition::MeterIssue => "medium",
             Condition::MeterNotReporting | Condition::BatteryNotReporting => "low",
@@ -100,6 +104,7 @@ impl Condition {
     pub fn status(self) -> Option<&'static str> {
         match self {
             Condition::GatewayNotReporting => Some("comm"),
+            Condition::ProductionOff => Some("production_off"),
             Condition::MicroNotReporting => Some("micro"),
             Condition::ProductionIssue => Some("power"),
             Condition::MeterNotReporting => Some("meter"),
@@ -111,7 +116,15 @@ impl Condition {
 }
 
 /// When a system has several conditions, the first of these is its status.
-pub const STATUS_ORDER: [&str; 6] = ["comm", "micro", "power", "meter", "meter_issue", "battery"];
+pub const STATUS_ORDER: [&str; 7] = [
+    "comm",
+    "production_off",
+    "micro",
+    "power",
+    "meter",
+    "meter_issue",
+    "battery",
+];
 
 /// One condition of one system (and device).
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +183,45 @@ struct SystemRow {
     threshold_days: i64,
     degradation_pct: f64,
     operational_date: Option<Date>,
+    /// When its production was off by command, oldest first.
+    production_off: Vec<OffPeriod>,
+}
+
+/// A time during which a system's power production was off by command: from the first of
+/// its gateways switched off to the last switched on again (`None`: still off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OffPeriod {
+    from_us: i64,
+    until_us: Option<i64>,
+}
+
+/// Each system's off periods from the switches its gateways carried out (oldest first).
+fn off_periods(switches: &[ProductionSwitch]) -> HashMap<i64, Vec<OffPeriod>> {
+    let mut gateways_off: HashMap<i64, HashSet<i64>> = HashMap::new();
+    let mut periods: HashMap<i64, Vec<OffPeriod>> = HashMap::new();
+    for switch in switches {
+        let off = gateways_off.entry(switch.system_id).or_default();
+        let was_off = !off.is_empty();
+        if switch.off {
+            off.insert(switch.gateway_id);
+        } else {
+            off.remove(&switch.gateway_id);
+        }
+        let system = periods.entry(switch.system_id).or_default();
+        match (was_off, off.is_empty()) {
+            (false, false) => system.push(OffPeriod {
+                from_us: switch.at_us,
+                until_us: None,
+            }),
+            (true, true) => {
+                if let Some(open) = system.last_mut() {
+                    open.until_us = Some(switch.at_us);
+                }
+            }
+            _ => {}
+        }
+    }
+    periods
 }
 
 /// Which systems a rule looks at in a round: all of them, or these.
@@ -209,6 +261,7 @@ struct ProductionKey {
     degradation_pct: f64,
     operational_date: Option<Date>,
     estimate: Option<[f64; 12]>,
+    production_off: Vec<OffPeriod>,
 }
 
 /// What an incremental checker remembers between rounds.
@@ -559,6 +612,20 @@ impl QueryEngine {
         );
         findings.extend(memory.events.values().flatten().cloned());
         findings.extend(memory.production.values().filter_map(|(_, f)| f.clone()));
+        findings.extend(systems.iter().filter_map(|system| {
+            let still_off = system
+                .production_off
+                .last()
+                .filter(|period| period.until_us.is_none())?;
+            Some(Finding {
+                system_id: system.id,
+                device_id: None,
+                condition: Condition::ProductionOff,
+                started_us: still_off.from_us,
+                details: "power production switched off by command: zero production is expected"
+                    .to_owned(),
+            })
+        }));
         // Only judged systems get events and statuses: a system not yet reporting, or
         // deactivated, is left as it is.
         findings.retain(|f| judged.contains(&f.system_id));
@@ -573,6 +640,8 @@ impl QueryEngine {
 
     async fn judged_systems(&self) -> Result<Vec<SystemRow>, QueryError> {
         let systems = self.registry_read(Registry::checked_systems).await?;
+        let mut production_off =
+            off_periods(&self.registry_read(Registry::production_switches).await?);
         let mut zones: HashMap<String, TimeZone> = HashMap::new();
         Ok(systems
             .into_iter()
@@ -588,6 +657,7 @@ impl QueryEngine {
                     threshold_days: s.threshold_days,
                     degradation_pct: s.annual_degradation_pct,
                     operational_date: s.operational_date.as_deref().and_then(|d| d.parse().ok()),
+                    production_off: production_off.remove(&s.id).unwrap_or_default(),
                 })
             })
             .collect())
@@ -731,6 +801,7 @@ impl QueryEngine {
                 degradation_pct: system.degradation_pct,
                 operational_date: system.operational_date,
                 estimate: monthly.get(&system.id).copied(),
+                production_off: system.production_off.clone(),
             };
             let unchanged = verdicts.get(&system.id).is_some_and(|(k, _)| *k == key);
             if !unchanged || late.contains(&system.id) {
@@ -761,7 +832,9 @@ impl QueryEngine {
             .zip(first_days.strings(1))
             .filter_map(|(id, date)| Some((u32::try_from(id?).ok()?, date?.parse().ok()?)))
             .collect();
-        // (system, key, window, expected kWh) for systems the rule can judge today.
+        // (system, key, window, days left out, expected kWh) for systems the rule can judge
+        // today. Days production was off by command are left out of both sides: zero on
+        // purpose is no production issue, then or later.
         let mut windows = Vec::new();
         for (system, zone, key) in due {
             let window =
@@ -778,17 +851,33 @@ impl QueryEngine {
                         {
                             return None;
                         }
-                        let expected = expected_kwh(
-                            &estimate,
-                            system.degradation_pct,
-                            operational,
-                            first,
-                            last,
-                        );
-                        Some((first, expected))
+                        Some((first, last, estimate, operational))
                     });
+            let window = match window {
+                Some((first, last, estimate, operational)) => {
+                    let off_days = days_off(&system.production_off, &zone, first, last, as_of_us)?;
+                    let expected =
+                        expected_kwh(&estimate, system.degradation_pct, operational, first, last)
+                            - off_days
+                                .iter()
+                                .map(|&day| {
+                                    expected_kwh(
+                                        &estimate,
+                                        system.degradation_pct,
+                                        operational,
+                                        day,
+                                        day,
+                                    )
+                                })
+                                .sum::<f64>();
+                    Some((first, off_days, expected))
+                }
+                None => None,
+            };
             match window {
-                Some((first, expected)) => windows.push((system, zone, key, first, expected)),
+                Some((first, off_days, expected)) => {
+                    windows.push((system, zone, key, first, off_days, expected));
+                }
                 None => {
                     verdicts.insert(system.id, (key, None));
                 }
@@ -810,15 +899,25 @@ impl QueryEngine {
         let daily = self
             .daily_energy(&zones, as_of_us - (longest + 1) * DAY_US, as_of_us)
             .await?;
-        for (system, _, key, first, expected) in windows {
+        for (system, _, key, first, off_days, expected) in windows {
             let actual: f64 = daily
                 .get(&system.id)
                 .map(|days| {
                     days.range(first..key.today)
+                        .filter(|(day, _)| !off_days.contains(day))
                         .map(|(_, wh)| wh / 1000.0)
                         .sum()
                 })
                 .unwrap_or(0.0);
+            let over = if off_days.is_empty() {
+                format!("over the past {} days", system.threshold_days)
+            } else {
+                format!(
+                    "over the past {} days less {} with production off by command",
+                    system.threshold_days,
+                    off_days.len()
+                )
+            };
             let finding = (expected > 0.0 && actual < expected * system.threshold_pct / 100.0)
                 .then(|| {
                     // An issue already open keeps the time it was first found.
@@ -832,8 +931,7 @@ impl QueryEngine {
                         condition: Condition::ProductionIssue,
                         started_us,
                         details: format!(
-                            "{actual:.1} kWh over the past {} days: {:.0} % of the {expected:.1} kWh estimate (threshold {} %)",
-                            system.threshold_days,
+                            "{actual:.1} kWh {over}: {:.0} % of the {expected:.1} kWh estimate (threshold {} %)",
                             actual / expected * 100.0,
                             system.threshold_pct
                         ),
@@ -843,6 +941,27 @@ impl QueryEngine {
         }
         Ok(judged_now)
     }
+}
+
+/// The local days of `first..=last` during which production was off by command.
+fn days_off(
+    periods: &[OffPeriod],
+    zone: &TimeZone,
+    first: Date,
+    last: Date,
+    as_of_us: i64,
+) -> Result<BTreeSet<Date>, QueryError> {
+    let mut days = BTreeSet::new();
+    for period in periods {
+        let mut day = local_date(zone, period.from_us)?.max(first);
+        let until = local_date(zone, period.until_us.unwrap_or(as_of_us))?.min(last);
+        while day <= until {
+            days.insert(day);
+            let Ok(next) = day.tomorrow() else { break };
+            day = next;
+        }
+    }
+    Ok(days)
 }
 
 fn group_by_system(findings: Vec<Finding>) -> HashMap<u32, Vec<Finding>> {

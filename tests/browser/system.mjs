@@ -3,13 +3,16 @@
 // graph's zoom and hover readout; each report downloaded and checked against SQL; live
 // figures refreshing; a kiosk link opened signed out. No page may log an error (CSP
 // violations included).
-// Usage: node system.mjs BASE_URL ACCOUNTS_JSON PASSWORD SCREENSHOT_DIR CHROMIUM
+// A microinverter is provisioned through the Devices tab on a hand-entered site whose
+// gateway reports, and the walk waits for its task to succeed and the unit to appear.
+// Usage: node system.mjs BASE_URL ACCOUNTS_JSON PASSWORD SCREENSHOT_DIR CHROMIUM SITE_JSON
 import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
-const [base, accountsJson, password, shots, executablePath] = process.argv.slice(2);
+const [base, accountsJson, password, shots, executablePath, siteJson] = process.argv.slice(2);
 const accounts = JSON.parse(accountsJson);
+const site = JSON.parse(siteJson);
 mkdirSync(shots, { recursive: true });
 
 function check(condition, message) {
@@ -75,6 +78,9 @@ try {
   await page.waitForLoadState("load");
   check(await page.locator("#tasks").count() === 1, "a gateway's task list");
   await shot("device-gateway");
+  await page.goto(at("/diagnostics"));
+  check(await page.locator("form.diagnostics-form select[name=task] option").count() > 5, "diagnostics tasks");
+  await shot("diagnostics");
   await page.goto(at("/events?state=all"));
   check(await page.locator("table.events").count() === 1, "events table");
   await shot("events");
@@ -191,6 +197,38 @@ try {
   await saveEstimate("1000000");
   await shot("settings-estimate-production-issue");
   await saveEstimate("0.1");
+
+  // Provisioning: on the site whose gateway reports, the form queues a task; the unit is
+  // listed as being provisioned, then among the microinverters once the gateway reports it.
+  const siteAt = (path) => `${base}/systems/${site.site}${path}`;
+  const deadline = Date.now() + 240000;
+  async function waitFor(what, test) {
+    for (;;) {
+      if (await test()) return;
+      check(Date.now() < deadline, `timed out waiting for ${what}`);
+      await page.waitForTimeout(2000);
+    }
+  }
+  await waitFor("the site's gateway to report", async () => {
+    const [{ n }] = await sql(`SELECT CAST(count(*) AS BIGINT) AS n FROM devices WHERE system_id = ${site.site} AND kind = 'microinverter'`);
+    return Number(n) > 0;
+  });
+  await page.goto(siteAt("/devices"));
+  await page.fill(".provision-form input[name=serial]", site.new_micro);
+  await Promise.all([page.waitForLoadState("load"), page.click(".provision-form button[type=submit]")]);
+  check((await page.locator("#pending tr.pending-device").textContent()).includes(site.new_micro), "the unit is being provisioned");
+  await shot("devices-provisioning");
+  await waitFor("the provisioned microinverter to be listed", async () => {
+    await page.goto(siteAt("/devices?sort=serial&dir=desc"));
+    return (await page.locator("#microinverters table.devices").textContent()).includes(site.new_micro);
+  });
+  check(await page.locator("#pending").count() === 0, "nothing left being provisioned");
+  await page.locator("#gateways table.devices tbody tr a").first().click();
+  await page.waitForLoadState("load");
+  const task = page.locator("#tasks table.tasks tbody tr").first();
+  check((await task.textContent()).includes(site.new_micro) && (await task.locator(".device-status-normal").count()) === 1,
+    "the provisioning task succeeded");
+  await shot("devices-provisioned");
 
   check(problems.length === 0, `console errors:\n${problems.join("\n")}`);
   await context.close();

@@ -2,11 +2,9 @@
 //! refused field by field and saves nothing), then its gateway connects (`sunfleet
 //! simulate --site`) and the system moves through the stages by itself.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::Server;
-use crate::demo::{PASSWORD, start_demo};
+use crate::demo::{PASSWORD, SiteRun, simulate_site, start_demo, utc_minute};
 use crate::free_tcp_port;
 use crate::http::{Client, hidden_field};
 
@@ -34,17 +32,6 @@ fn completed(activation: &serde_json::Value) -> Vec<String> {
         .filter(|s| !s["completed_us"].is_null())
         .map(|s| s["step"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// `YYYY-MM-DDTHH:MM` (UTC) of a Unix time.
-fn utc_minute(unix_s: u64) -> String {
-    let minute_of_day = (unix_s % 86_400) / 60;
-    format!(
-        "{}T{:02}:{:02}",
-        civil_date((unix_s / 86_400) as i64),
-        minute_of_day / 60,
-        minute_of_day % 60
-    )
 }
 
 /// `YYYY-MM-DD` of a day counted from 1970-01-01.
@@ -215,36 +202,18 @@ fn a_system_added_in_the_portal_activates_once_its_gateway_reports() {
 
     // The gateway connects. Simulated time starts 50 minutes back (its readings fall in
     // the past hour) at 30× speed, at a longitude where the sun is high then.
-    let start_s = now_s - 50 * 60;
-    let hour = (start_s % 86_400) as f64 / 3_600.0 + 0.5;
-    let longitude = ((12.0 - hour) * 15.0 + 540.0).rem_euclid(360.0) - 180.0;
-    let simulator = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
-        .args([
-            "simulate",
-            "--site",
-            GATEWAY,
-            "--micros",
-            &MICROS.to_string(),
-        ])
-        // West of Greenwich the longitude is negative: the CLI takes it as a value.
-        .args(["--latitude", "0", "--longitude", &format!("{longitude:.2}")])
-        .args([
-            "--speed",
-            "30",
-            "--at",
-            &utc_minute(start_s),
-            "--duration",
-            "150",
-        ])
-        .args(["--progress-every", "60"])
-        .args(["--addr", &demo.quic, "--data"])
-        .arg(&data)
-        .env("SUNFLEET_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _simulator = Server(simulator);
+    let _simulator = simulate_site(
+        &demo,
+        &data,
+        &SiteRun {
+            gateway: GATEWAY,
+            micros: MICROS,
+            lead_s: 50 * 60,
+            speed: 30,
+            duration_s: 150,
+            noon_after_h: 0.5,
+        },
+    );
 
     let deadline = Instant::now() + Duration::from_secs(150);
     let verified = loop {

@@ -7,8 +7,16 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::demo::{PASSWORD, start_demo_for};
+use sunfleet_engine::ids::Serial;
+use sunfleet_fixtures::world::devices::new_site_micro_serial;
+
+use crate::demo::{PASSWORD, SiteRun, enter_site, simulate_site, start_demo_for};
+use crate::http::User;
 use crate::{free_tcp_port, interrupt};
+
+/// The hand-entered site of the system walk, where a microinverter is provisioned.
+const SITE_GATEWAY: &str = "121990000789";
+const SITE_MICROS: u32 = 3;
 
 fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("SUNFLEET_CHROMIUM") {
@@ -35,12 +43,47 @@ fn browser_dir() -> PathBuf {
 
 /// Runs `tests/browser/{script}` against a fresh demo with `history_days` of history; it
 /// saves at least `min_screenshots` screenshots in `$SUNFLEET_SCREENSHOTS/{script}` (or the
-/// temporary folder).
-fn walk(script: &str, history_days: u32, min_screenshots: usize) {
+/// temporary folder). With `site`, a site is entered and its gateway simulated in daylight
+/// first, and the script gets `{"site": id, "gateway": serial, "new_micro": serial}` as its
+/// last argument (a microinverter to provision there).
+fn walk(script: &str, history_days: u32, min_screenshots: usize, site: bool) {
     let chromium = chromium();
     let dir = browser_dir();
     let data = tempfile::tempdir().unwrap();
-    let demo = start_demo_for(&data.path().join("demo"), free_tcp_port(), 12, history_days);
+    let demo_data = data.path().join("demo");
+    let demo = start_demo_for(&demo_data, free_tcp_port(), 12, history_days);
+    let mut site_argument = None;
+    let mut _site_gateway = None;
+    if site {
+        let mut admin = User::sign_in(&demo.portal, &demo.accounts["installer administrator"]);
+        let id = enter_site(
+            &mut admin,
+            "Browser Provisioning Site",
+            SITE_GATEWAY,
+            SITE_MICROS,
+        );
+        _site_gateway = Some(simulate_site(
+            &demo,
+            &demo_data,
+            &SiteRun {
+                gateway: SITE_GATEWAY,
+                micros: SITE_MICROS,
+                lead_s: 10 * 60,
+                speed: 20,
+                duration_s: 1_200,
+                noon_after_h: 1.0,
+            },
+        ));
+        let new_micro = new_site_micro_serial(SITE_GATEWAY.parse::<Serial>().unwrap(), 20);
+        site_argument = Some(
+            serde_json::json!({
+                "site": id,
+                "gateway": SITE_GATEWAY,
+                "new_micro": new_micro.to_string(),
+            })
+            .to_string(),
+        );
+    }
     let screenshots = std::env::var_os("SUNFLEET_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("sunfleet-portal-screenshots"))
@@ -53,6 +96,7 @@ fn walk(script: &str, history_days: u32, min_screenshots: usize) {
         .arg(PASSWORD)
         .arg(&screenshots)
         .arg(&chromium)
+        .args(site_argument)
         .output()
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -74,11 +118,11 @@ fn walk(script: &str, history_days: u32, min_screenshots: usize) {
 
 #[test]
 fn every_role_walks_the_portal_in_chromium() {
-    walk("portal.mjs", 1, 20);
+    walk("portal.mjs", 1, 20, false);
 }
 
 #[test]
 fn an_installer_walks_a_systems_pages_in_chromium() {
     // The production check judges 30 days of history: the estimate step needs them.
-    walk("system.mjs", 32, 20);
+    walk("system.mjs", 32, 20, true);
 }

@@ -552,3 +552,88 @@ fn demo_serves_the_portal_to_every_role_and_reuses_its_folder() {
     assert_eq!(system_ids(&mut installer), company);
     interrupt(&again.server.0);
 }
+
+/// `YYYY-MM-DDTHH:MM` (UTC) of a Unix time, as `simulate --at` takes it.
+pub fn utc_minute(unix_s: u64) -> String {
+    let minute_of_day = (unix_s % 86_400) / 60;
+    format!(
+        "{}T{:02}:{:02}",
+        crate::activation::civil_date((unix_s / 86_400) as i64),
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+/// How a hand-entered site's gateway is simulated against a demo.
+pub struct SiteRun<'a> {
+    pub gateway: &'a str,
+    pub micros: u32,
+    /// Simulated time starts this long before now...
+    pub lead_s: u64,
+    /// ...runs this many times faster than the wall clock...
+    pub speed: u32,
+    /// ...for this long (wall clock)...
+    pub duration_s: u32,
+    /// ...at a longitude where the sun is highest this many hours after the start.
+    pub noon_after_h: f64,
+}
+
+/// `sunfleet simulate --site` for a site entered in `demo`'s portal (`data`: the demo's
+/// folder, for the fleet CA), in daylight whatever the time of day; stopped when dropped.
+pub fn simulate_site(demo: &Demo, data: &std::path::Path, run: &SiteRun) -> Server {
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start_s = now_s - run.lead_s;
+    let hour = (start_s % 86_400) as f64 / 3_600.0 + run.noon_after_h;
+    let longitude = ((12.0 - hour) * 15.0 + 540.0).rem_euclid(360.0) - 180.0;
+    let child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
+        .args(["simulate", "--site", run.gateway])
+        .args(["--micros", &run.micros.to_string()])
+        // West of Greenwich the longitude is negative: the CLI takes it as a value.
+        .args(["--latitude", "0", "--longitude", &format!("{longitude:.2}")])
+        .args(["--speed", &run.speed.to_string()])
+        .args(["--at", &utc_minute(start_s)])
+        .args(["--duration", &run.duration_s.to_string()])
+        .args(["--progress-every", "60"])
+        .args(["--addr", &demo.quic, "--data"])
+        .arg(data)
+        .env("SUNFLEET_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Server(child)
+}
+
+/// Enters a site through the portal's activation form as `user`: at the equator, on UTC,
+/// with one gateway and the microinverters it is expected to find. Its id.
+pub fn enter_site(user: &mut crate::http::User, name: &str, gateway: &str, micros: u32) -> u64 {
+    let form = user.get("/activations/new");
+    let csrf = hidden_field(&form.body, "csrf_token").unwrap();
+    let created = user.client.post_form(
+        "/activations",
+        &[
+            ("csrf_token", &csrf),
+            ("name", name),
+            ("kind", "residential"),
+            ("street_address", "2 rue du Soleil"),
+            ("city", "Quito"),
+            ("latitude", "0.0"),
+            ("longitude", "-78.5"),
+            ("time_zone", "UTC"),
+            ("gateway_serials", gateway),
+            ("expected_microinverters", &micros.to_string()),
+            ("annual_degradation_pct", "0.5"),
+        ],
+    );
+    assert_eq!(created.status, 303, "{}", created.body);
+    created
+        .header("location")
+        .unwrap()
+        .trim_start_matches("/activations/")
+        .trim_end_matches("?saved=1")
+        .parse()
+        .unwrap()
+}

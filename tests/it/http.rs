@@ -148,3 +148,48 @@ fn encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// A signed-in client with the CSRF token its forms and SQL need.
+pub struct User {
+    pub client: Client,
+    pub csrf: String,
+}
+
+impl User {
+    pub fn sign_in(portal: &str, email: &str) -> Self {
+        let mut client = Client::new(portal);
+        assert_eq!(
+            client.sign_in(email, crate::demo::PASSWORD).status,
+            303,
+            "{email}"
+        );
+        let csrf = hidden_field(&client.get("/account").body, "csrf_token").unwrap();
+        Self { client, csrf }
+    }
+
+    pub fn get(&mut self, path: &str) -> crate::http::Response {
+        self.client.get(path)
+    }
+
+    pub fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> crate::http::Response {
+        let mut with_token = vec![("csrf_token", self.csrf.as_str())];
+        with_token.extend_from_slice(fields);
+        self.client.post_form(path, &with_token)
+    }
+
+    /// Rows of a query in the user's scope, as JSON objects.
+    pub fn sql(&mut self, text: &str) -> Vec<serde_json::Value> {
+        let answer = self.client.request(
+            "POST",
+            "/api/sql?format=json",
+            &[("X-CSRF-Token", &self.csrf), ("Content-Type", "text/plain")],
+            Some(text),
+        );
+        assert_eq!(answer.status, 200, "{text}: {}", answer.body);
+        serde_json::from_str(&answer.body).unwrap()
+    }
+
+    pub fn sql_count(&mut self, text: &str) -> u64 {
+        self.sql(text)[0]["n"].as_u64().unwrap()
+    }
+}

@@ -4,6 +4,7 @@
 mod activation;
 mod browser;
 mod demo;
+mod diagnostics;
 mod http;
 mod import_export;
 mod members;

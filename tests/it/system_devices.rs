@@ -8,60 +8,18 @@
 //! Events tab filters by state and type.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sunfleet_engine::ids::Serial;
 use sunfleet_fixtures::world::devices::new_site_micro_serial;
 
-use crate::demo::{PASSWORD, start_demo_with, system_ids};
-use crate::http::{Client, hidden_field};
-use crate::{Server, free_tcp_port};
+use crate::demo::{SiteRun, enter_site, simulate_site, start_demo_with, system_ids};
+use crate::free_tcp_port;
+use crate::http::User;
 
 const SITE_GATEWAY: &str = "121990000456";
 const SITE_MICROS: u32 = 4;
 const WAIT: Duration = Duration::from_secs(240);
-
-/// A signed-in client with the CSRF token its forms and SQL need.
-struct User {
-    client: Client,
-    csrf: String,
-}
-
-impl User {
-    fn sign_in(portal: &str, email: &str) -> Self {
-        let mut client = Client::new(portal);
-        assert_eq!(client.sign_in(email, PASSWORD).status, 303, "{email}");
-        let csrf = hidden_field(&client.get("/account").body, "csrf_token").unwrap();
-        Self { client, csrf }
-    }
-
-    fn get(&mut self, path: &str) -> crate::http::Response {
-        self.client.get(path)
-    }
-
-    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> crate::http::Response {
-        let mut with_token = vec![("csrf_token", self.csrf.as_str())];
-        with_token.extend_from_slice(fields);
-        self.client.post_form(path, &with_token)
-    }
-
-    /// Rows of a query in the user's scope, as JSON objects.
-    fn sql(&mut self, text: &str) -> Vec<serde_json::Value> {
-        let answer = self.client.request(
-            "POST",
-            "/api/sql?format=json",
-            &[("X-CSRF-Token", &self.csrf), ("Content-Type", "text/plain")],
-            Some(text),
-        );
-        assert_eq!(answer.status, 200, "{text}: {}", answer.body);
-        serde_json::from_str(&answer.body).unwrap()
-    }
-
-    fn sql_count(&mut self, text: &str) -> u64 {
-        self.sql(text)[0]["n"].as_u64().unwrap()
-    }
-}
 
 fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
@@ -116,17 +74,6 @@ fn micro_pages(user: &mut User, system: u64, sort: &str, dir: &str) -> Vec<(u64,
         }
         page += 1;
     }
-}
-
-/// `YYYY-MM-DDTHH:MM` (UTC) of a Unix time.
-fn utc_minute(unix_s: u64) -> String {
-    let minute_of_day = (unix_s % 86_400) / 60;
-    format!(
-        "{}T{:02}:{:02}",
-        crate::activation::civil_date((unix_s / 86_400) as i64),
-        minute_of_day / 60,
-        minute_of_day % 60
-    )
 }
 
 #[test]
@@ -340,66 +287,25 @@ fn devices_are_listed_provisioned_and_tasked_and_events_filter() {
     );
 
     // --- Provisioning for real: a site whose gateway reports, in daylight. ---
-    let form = admin.get("/activations/new");
-    let activation_csrf = hidden_field(&form.body, "csrf_token").unwrap();
-    let created = admin.client.post_form(
-        "/activations",
-        &[
-            ("csrf_token", &activation_csrf),
-            ("name", "Provisioning Test Site"),
-            ("kind", "residential"),
-            ("street_address", "2 rue du Soleil"),
-            ("city", "Quito"),
-            ("latitude", "0.0"),
-            ("longitude", "-78.5"),
-            ("time_zone", "UTC"),
-            ("gateway_serials", SITE_GATEWAY),
-            ("expected_microinverters", &SITE_MICROS.to_string()),
-            ("annual_degradation_pct", "0.5"),
-        ],
+    let site = enter_site(
+        &mut admin,
+        "Provisioning Test Site",
+        SITE_GATEWAY,
+        SITE_MICROS,
     );
-    assert_eq!(created.status, 303, "{}", created.body);
-    let site: u64 = created
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/activations/")
-        .trim_end_matches("?saved=1")
-        .parse()
-        .unwrap();
     // Simulated time starts ten minutes back at 20× speed, where the sun is high then.
-    let now_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let start_s = now_s - 10 * 60;
-    let hour = (start_s % 86_400) as f64 / 3_600.0 + 1.0;
-    let longitude = ((12.0 - hour) * 15.0 + 540.0).rem_euclid(360.0) - 180.0;
-    let simulator = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
-        .args([
-            "simulate",
-            "--site",
-            SITE_GATEWAY,
-            "--micros",
-            &SITE_MICROS.to_string(),
-        ])
-        .args(["--latitude", "0", "--longitude", &format!("{longitude:.2}")])
-        .args([
-            "--speed",
-            "20",
-            "--at",
-            &utc_minute(start_s),
-            "--duration",
-            "600",
-        ])
-        .args(["--progress-every", "60"])
-        .args(["--addr", &demo.quic, "--data"])
-        .arg(&data)
-        .env("SUNFLEET_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _simulator = Server(simulator);
+    let _simulator = simulate_site(
+        &demo,
+        &data,
+        &SiteRun {
+            gateway: SITE_GATEWAY,
+            micros: SITE_MICROS,
+            lead_s: 10 * 60,
+            speed: 20,
+            duration_s: 600,
+            noon_after_h: 1.0,
+        },
+    );
     let micro_count = format!(
         "SELECT count(*) AS n FROM devices WHERE system_id = {site} AND kind = 'microinverter'"
     );

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{
+    Int32Type, TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use sunfleet::simulator::{Control, Simulator, SimulatorConfig, demo_fleet};
 use sunfleet_engine::directory::{DeviceDirectory, DeviceRef};
 use sunfleet_engine::ids::{DeviceId, Serial};
@@ -53,12 +55,23 @@ fn day() -> CivilDate {
 impl Stack {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let fleet = demo_fleet(3, 8);
-        // A system with a consumption meter and at least three microinverters.
+        let fleet = demo_fleet(3, 40);
+        // A healthy system reporting every five minutes with a consumption meter, a battery
+        // and at least three microinverters.
+        let faulty: std::collections::HashSet<_> = sunfleet_fixtures::faults::ground_truth(&fleet)
+            .into_iter()
+            .map(|fault| fault.system)
+            .collect();
         let spec = fleet
             .systems()
-            .find(|s| s.consumption_meter.is_some() && s.micros.len() >= 3)
-            .expect("the demo fleet has a system with a consumption meter");
+            .find(|s| {
+                s.consumption_meter.is_some()
+                    && !s.batteries.is_empty()
+                    && s.micros.len() >= 3
+                    && !s.gateway.low_bandwidth
+                    && !faulty.contains(&s.id)
+            })
+            .expect("the demo fleet has a healthy system with a consumption meter and a battery");
         let registry = Arc::new(Registry::open(dir.path().join("registry.sqlite3")).unwrap());
         sunfleet_fixtures::seed::seed_registry(&registry, &fleet).unwrap();
         let directory = DeviceDirectory::new();
@@ -147,6 +160,18 @@ impl Stack {
             .unwrap()
             .as_primitive::<UInt16Type>();
         Some((energy.value(i), status.value(i)))
+    }
+
+    /// The newest battery reading of `serial` after `after_us`: its power (W).
+    async fn battery_power_after(&self, serial: Serial, after_us: i64) -> Option<i32> {
+        let (rows, i) = self
+            .newest_row(Table::BatteryReadings, serial, after_us)
+            .await?;
+        let power = rows
+            .column_by_name("power_w")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        Some(power.value(i))
     }
 
     /// The newest meter reading's `meter_kind` after `after_us`.
@@ -255,6 +280,13 @@ async fn every_task_goes_round_trip_and_changes_what_the_gateway_reports() {
         0,
         "{status:#x}"
     );
+    // ... and the battery neither charges nor discharges.
+    let battery = spec.batteries[0].serial;
+    let power = wait_until("a battery reading after production off", async || {
+        stack.battery_power_after(battery, done).await
+    })
+    .await;
+    assert_eq!(power, 0);
 
     // Production on: it produces again.
     let (_, done) = stack.run("production_on", "{}").await;
@@ -302,6 +334,18 @@ async fn every_task_goes_round_trip_and_changes_what_the_gateway_reports() {
     })
     .await;
     assert_eq!(kind, number);
+    let registered = stack
+        .registry
+        .system_devices(i64::from(spec.id.0))
+        .unwrap()
+        .into_iter()
+        .find(|d| d.serial == meter.serial.value())
+        .unwrap();
+    assert_eq!(
+        registered.meter_kind.as_deref(),
+        Some(format!("consumption_{target}").as_str()),
+        "the registry keeps the mode the meter now measures in"
+    );
 
     // Provision a new microinverter (registered as the portal would): it starts reporting.
     let new_serial = Serial::new(spec.micros[0].serial.value() + 900_000).unwrap();
@@ -338,6 +382,14 @@ async fn every_task_goes_round_trip_and_changes_what_the_gateway_reports() {
     let after_reboot = stack.simulator.progress().sim_now_us;
     wait_until("readings after the reboot", async || {
         stack.reading_after(other_micro, after_reboot).await
+    })
+    .await;
+    // The gateway back from its reboot reports the power-on reset, which records it.
+    wait_until("the gateway's power-on reset event", async || {
+        stack
+            .cleared_event(gateway_serial, EventKind::PowerOnReset)
+            .await
+            .then_some(())
     })
     .await;
 

@@ -53,6 +53,17 @@ pub struct WatchedDevice {
     pub registered_us: i64,
 }
 
+/// A production switch a gateway carried out: a `production_on` or `production_off` task it
+/// reported done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProductionSwitch {
+    pub system_id: i64,
+    pub gateway_id: i64,
+    /// Switched off (`false`: back on).
+    pub off: bool,
+    pub at_us: i64,
+}
+
 /// Statuses the checks never replace: set by people, not by data.
 const MANUAL_STATUSES: &[&str] = &["deactivated", "retired", "not_monitored"];
 
@@ -79,6 +90,33 @@ impl Registry {
                     threshold_days: row.get(3)?,
                     annual_degradation_pct: row.get(4)?,
                     operational_date: row.get(5)?,
+                })
+            })
+            .map_err(sql_error(context))?;
+        rows.collect::<Result<_, _>>().map_err(sql_error(context))
+    }
+
+    /// Every production switch gateways carried out, oldest first: when each system's
+    /// production was off by command.
+    pub fn production_switches(&self) -> Result<Vec<ProductionSwitch>, Error> {
+        let context = "listing the production switches gateways carried out";
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT g.system_id, t.gateway_id, t.kind = 'production_off', t.finished_us
+                   FROM gateway_tasks t JOIN devices g ON g.id = t.gateway_id
+                  WHERE t.kind IN ('production_on', 'production_off')
+                    AND t.state = 'succeeded' AND t.finished_us IS NOT NULL
+                  ORDER BY t.finished_us, t.id",
+            )
+            .map_err(sql_error(context))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(ProductionSwitch {
+                    system_id: row.get(0)?,
+                    gateway_id: row.get(1)?,
+                    off: row.get(2)?,
+                    at_us: row.get(3)?,
                 })
             })
             .map_err(sql_error(context))?;

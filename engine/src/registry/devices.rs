@@ -65,11 +65,23 @@ pub struct TaskLine {
 pub enum ProvisionRefusal {
     /// The gateway is not one of this system's gateways in service.
     NotThisSystemsGateway,
+    /// No serial was given.
+    NoSerials,
+    /// The same serial appears twice in the request.
+    SerialRepeated { serial: Serial },
     /// A registered device has this serial.
-    SerialRegistered { kind: String, in_this_system: bool },
+    SerialRegistered {
+        serial: Serial,
+        kind: String,
+        in_this_system: bool,
+    },
     /// A provisioning request for this serial is under way (queued, running, or done and
     /// waiting for the microinverter's first report).
-    SerialBeingProvisioned { task_id: i64, in_this_system: bool },
+    SerialBeingProvisioned {
+        serial: Serial,
+        task_id: i64,
+        in_this_system: bool,
+    },
 }
 
 const DEVICE_COLUMNS: &str = "d.id, d.serial, d.kind, d.model, d.firmware, d.phase, a.name, \
@@ -221,15 +233,16 @@ impl Registry {
         rows.collect::<Result<_, _>>().map_err(sql_error(&context))
     }
 
-    /// Queues a `provision_devices` task asking gateway `gateway_id` of system `system_id`
-    /// to add the microinverter `serial`; audited. Refused (nothing queued) when the
-    /// gateway is not one of the system's in service, a device anywhere has the serial, or
-    /// a request for it stands. Returns the task's id.
+    /// Queues one `provision_devices` task asking gateway `gateway_id` of system
+    /// `system_id` to add the microinverters `serials`; audited. Refused as a whole (nothing
+    /// queued) when the gateway is not one of the system's in service, or for the first
+    /// serial that is repeated, that a device anywhere has, or that a request stands for.
+    /// Returns the task's id.
     pub fn request_provisioning(
         &self,
         system_id: i64,
         gateway_id: i64,
-        serial: Serial,
+        serials: &[Serial],
         by_user: Option<i64>,
         now_us: i64,
     ) -> Result<Result<i64, ProvisionRefusal>, Error> {
@@ -237,40 +250,19 @@ impl Registry {
             if !is_gateway_in_service(tx, system_id, gateway_id)? {
                 return Ok(Err(ProvisionRefusal::NotThisSystemsGateway));
             }
-            let registered: Option<(i64, String)> = tx
-                .query_row(
-                    "SELECT system_id, kind FROM devices WHERE serial = ?1",
-                    params![serial.value() as i64],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(sql_error(format!("looking up serial {serial}")))?;
-            if let Some((owner, kind)) = registered {
-                return Ok(Err(ProvisionRefusal::SerialRegistered {
-                    kind,
-                    in_this_system: owner == system_id,
-                }));
+            if serials.is_empty() {
+                return Ok(Err(ProvisionRefusal::NoSerials));
             }
-            let pending: Option<(i64, i64)> = tx
-                .query_row(
-                    &format!(
-                        "SELECT r.task_id, g.system_id FROM ({}) r
-                           JOIN devices g ON g.id = r.gateway_id
-                          WHERE r.serial = ?1 ORDER BY r.task_id DESC LIMIT 1",
-                        requested_serials_sql(LIVE_PROVISIONING)
-                    ),
-                    params![serial.value() as i64],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(sql_error(format!("looking for requests for {serial}")))?;
-            if let Some((task_id, owner)) = pending {
-                return Ok(Err(ProvisionRefusal::SerialBeingProvisioned {
-                    task_id,
-                    in_this_system: owner == system_id,
-                }));
+            for (index, serial) in serials.iter().enumerate() {
+                if serials[..index].contains(serial) {
+                    return Ok(Err(ProvisionRefusal::SerialRepeated { serial: *serial }));
+                }
+                if let Some(refusal) = provisioning_refusal(tx, system_id, *serial)? {
+                    return Ok(Err(refusal));
+                }
             }
-            let parameters = serde_json::json!({ "serials": [serial.to_string()] }).to_string();
+            let listed: Vec<String> = serials.iter().map(Serial::to_string).collect();
+            let parameters = serde_json::json!({ "serials": listed }).to_string();
             let task_id = insert_task(
                 tx,
                 gateway_id,
@@ -285,7 +277,7 @@ impl Registry {
                 "device_provision_requested",
                 "system",
                 Some(system_id),
-                &format!("microinverter {serial} (task {task_id})"),
+                &format!("microinverters {} (task {task_id})", listed.join(", ")),
                 now_us,
             )?;
             Ok(Ok(task_id))
@@ -380,6 +372,50 @@ impl Registry {
             .map_err(sql_error(&context))?;
         Ok((lines, total.max(0).unsigned_abs()))
     }
+}
+
+/// Why `serial` cannot be provisioned on system `system_id`, if it cannot: a device has it,
+/// or a request for it stands.
+fn provisioning_refusal(
+    tx: &Transaction<'_>,
+    system_id: i64,
+    serial: Serial,
+) -> Result<Option<ProvisionRefusal>, Error> {
+    let registered: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT system_id, kind FROM devices WHERE serial = ?1",
+            params![serial.value() as i64],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(sql_error(format!("looking up serial {serial}")))?;
+    if let Some((owner, kind)) = registered {
+        return Ok(Some(ProvisionRefusal::SerialRegistered {
+            serial,
+            kind,
+            in_this_system: owner == system_id,
+        }));
+    }
+    let pending: Option<(i64, i64)> = tx
+        .query_row(
+            &format!(
+                "SELECT r.task_id, g.system_id FROM ({}) r
+                   JOIN devices g ON g.id = r.gateway_id
+                  WHERE r.serial = ?1 ORDER BY r.task_id DESC LIMIT 1",
+                requested_serials_sql(LIVE_PROVISIONING)
+            ),
+            params![serial.value() as i64],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(sql_error(format!("looking for requests for {serial}")))?;
+    Ok(pending.map(
+        |(task_id, owner)| ProvisionRefusal::SerialBeingProvisioned {
+            serial,
+            task_id,
+            in_this_system: owner == system_id,
+        },
+    ))
 }
 
 fn is_gateway_in_service(

@@ -284,6 +284,20 @@ impl Registry {
                     params![id],
                 )
                 .map_err(sql_error(format!("noting the grid profile of task {id}")))?;
+                // The consumption meters behind it now measure in the mode the task named.
+                tx.execute(
+                    "UPDATE devices
+                        SET meter_kind = CASE json_extract(t.parameters, '$.mode')
+                                         WHEN 'net' THEN 'consumption_net'
+                                         ELSE 'consumption_total' END
+                       FROM gateway_tasks t JOIN devices g ON g.id = t.gateway_id
+                      WHERE t.id = ?1 AND t.kind = 'meter_mode'
+                        AND json_extract(t.parameters, '$.mode') IN ('net', 'total')
+                        AND devices.system_id = g.system_id AND devices.kind = 'meter'
+                        AND devices.meter_kind IN ('consumption_net', 'consumption_total')",
+                    params![id],
+                )
+                .map_err(sql_error(format!("noting the meter mode of task {id}")))?;
             }
             Ok(changed == 1)
         })

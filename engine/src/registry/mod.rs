@@ -34,7 +34,9 @@ pub use activation::{
 pub use api_keys::{API_KEY_PREFIX, ApiKeySummary, NewApiKey};
 pub use arrow_tables::SQL_TABLES;
 pub use audit::AuditEntry;
-pub use conditions::{CheckedSystem, ConditionChanges, FoundCondition, WatchedDevice};
+pub use conditions::{
+    CheckedSystem, ConditionChanges, FoundCondition, ProductionSwitch, WatchedDevice,
+};
 pub use devices::{DeviceRecord, ProvisionRefusal, ProvisioningRequest, TaskLine};
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 pub use kiosk_links::KIOSK_TOKEN_PREFIX;
@@ -82,6 +84,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_kiosk_links",
         include_str!("migrations/0005_kiosk_links.sql"),
+    ),
+    (
+        "0009_production_off_status",
+        include_str!("migrations/0009_production_off_status.sql"),
     ),
 ];
 

@@ -73,27 +73,55 @@ fn a_requested_microinverter_joins_a_ready_system_once_reported() {
     let tasks_before = registry.count("gateway_tasks").unwrap();
     assert_eq!(
         registry
-            .request_provisioning(ours, their_gateway, serial(122_000_000_900), None, 1)
+            .request_provisioning(ours, their_gateway, &[serial(122_000_000_900)], None, 1)
             .unwrap(),
         Err(ProvisionRefusal::NotThisSystemsGateway)
     );
     assert_eq!(
         registry
-            .request_provisioning(ours, our_gateway, serial(122_000_000_500), None, 1)
+            .request_provisioning(
+                ours,
+                our_gateway,
+                &[serial(122_000_000_901), serial(122_000_000_500)],
+                None,
+                1
+            )
             .unwrap(),
         Err(ProvisionRefusal::SerialRegistered {
+            serial: serial(122_000_000_500),
             kind: "meter".into(),
             in_this_system: false
         })
     );
     assert_eq!(
         registry
-            .request_provisioning(ours, our_gateway, serial(121_000_000_001), None, 1)
+            .request_provisioning(ours, our_gateway, &[serial(121_000_000_001)], None, 1)
             .unwrap(),
         Err(ProvisionRefusal::SerialRegistered {
+            serial: serial(121_000_000_001),
             kind: "gateway".into(),
             in_this_system: true
         })
+    );
+    assert_eq!(
+        registry
+            .request_provisioning(
+                ours,
+                our_gateway,
+                &[serial(122_000_000_902), serial(122_000_000_902)],
+                None,
+                1
+            )
+            .unwrap(),
+        Err(ProvisionRefusal::SerialRepeated {
+            serial: serial(122_000_000_902)
+        })
+    );
+    assert_eq!(
+        registry
+            .request_provisioning(ours, our_gateway, &[], None, 1)
+            .unwrap(),
+        Err(ProvisionRefusal::NoSerials)
     );
     assert_eq!(registry.count("gateway_tasks").unwrap(), tasks_before);
 
@@ -101,7 +129,7 @@ fn a_requested_microinverter_joins_a_ready_system_once_reported() {
     // for the same serial (from any system) is refused while it stands.
     let new_micro = serial(122_000_000_900);
     let task_id = registry
-        .request_provisioning(ours, our_gateway, new_micro, None, 10)
+        .request_provisioning(ours, our_gateway, &[new_micro], None, 10)
         .unwrap()
         .unwrap();
     let task = registry.task(task_id).unwrap().unwrap();
@@ -109,9 +137,10 @@ fn a_requested_microinverter_joins_a_ready_system_once_reported() {
     assert_eq!(task.parameters, r#"{"serials":["122000000900"]}"#);
     assert_eq!(
         registry
-            .request_provisioning(theirs, their_gateway, new_micro, None, 11)
+            .request_provisioning(theirs, their_gateway, &[new_micro], None, 11)
             .unwrap(),
         Err(ProvisionRefusal::SerialBeingProvisioned {
+            serial: new_micro,
             task_id,
             in_this_system: false
         })

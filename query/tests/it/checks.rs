@@ -358,3 +358,99 @@ async fn production_below_the_threshold_share_of_the_estimate_is_an_issue() {
             .any(|f| f.condition == Condition::ProductionIssue)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_off_by_command_is_a_status_and_no_production_issue() {
+    let test = crate::fleet::test_fleet(Layout::Settled).await;
+    let registry_sql = |sql: &str| {
+        test.registry
+            .transaction("test setup", |tx| {
+                tx.execute_batch(sql)
+                    .map_err(|source| sunfleet_engine::Error::Registry {
+                        context: "test setup".into(),
+                        source,
+                    })
+            })
+            .unwrap();
+    };
+    // 300 kWh every month, a 30-day window at 90 %; operational long ago.
+    registry_sql(
+        "UPDATE systems SET estimate_level = 'system', threshold_days = 30,
+           threshold_pct = 90, annual_degradation_pct = 0, operational_date = '2025-01-01';
+         DELETE FROM production_estimates;
+         INSERT INTO production_estimates (system_id, array_id, month, energy_kwh)
+           SELECT 1, 0, m.value, 300.0 FROM
+             (SELECT 1 AS value UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5
+              UNION SELECT 6 UNION SELECT 7 UNION SELECT 8 UNION SELECT 9 UNION SELECT 10
+              UNION SELECT 11 UNION SELECT 12) m;",
+    );
+    // System 1 produces its estimate, except nothing for twenty days in its window.
+    let first = crate::fleet::first_day();
+    let totals: Vec<_> = (1..=40)
+        .map(|days_before| {
+            let joules = if (3..=22).contains(&days_before) {
+                0
+            } else {
+                37_800_000
+            };
+            (
+                sunfleet_engine::ids::SystemId(1),
+                first.add_days(-days_before),
+                joules,
+            )
+        })
+        .collect();
+    test.store.import_daily_totals(&totals).await.unwrap();
+    let as_of = first.add_days(1).start_micros();
+    let judge = async || {
+        test.engine
+            .check_fleet(as_of, &CheckSettings::default())
+            .await
+            .unwrap()
+    };
+    let of_system_1 = |check: &FleetCheck| -> Vec<Condition> {
+        check
+            .findings
+            .iter()
+            .filter(|f| f.system_id == 1 && f.device_id.is_none())
+            .map(|f| f.condition)
+            .collect()
+    };
+    assert_eq!(
+        of_system_1(&judge().await),
+        vec![Condition::ProductionIssue]
+    );
+
+    // The gateway had production switched off for those days (and on again): they are left
+    // out of the judgment, so there is no issue.
+    let noon = |days_before: i32| first.add_days(-days_before).start_micros() + DAY_US / 2;
+    registry_sql(&format!(
+        "INSERT INTO gateway_tasks (gateway_id, kind, state, created_us, finished_us)
+           SELECT id, 'production_off', 'succeeded', {off}, {off}
+             FROM devices WHERE system_id = 1 AND kind = 'gateway';
+         INSERT INTO gateway_tasks (gateway_id, kind, state, created_us, finished_us)
+           SELECT id, 'production_on', 'succeeded', {on}, {on}
+             FROM devices WHERE system_id = 1 AND kind = 'gateway';
+         -- A switch that failed changes nothing.
+         INSERT INTO gateway_tasks (gateway_id, kind, state, created_us, finished_us)
+           SELECT id, 'production_off', 'failed', {on}, {on}
+             FROM devices WHERE system_id = 1 AND kind = 'gateway';",
+        off = noon(23),
+        on = noon(2),
+    ));
+    let check = judge().await;
+    assert_eq!(of_system_1(&check), Vec::<Condition>::new());
+    assert_eq!(check.statuses().get(&1), Some(&"normal"));
+
+    // Still off: the status says so, and it is no production issue either.
+    registry_sql("DELETE FROM gateway_tasks WHERE kind = 'production_on'");
+    let check = judge().await;
+    assert_eq!(of_system_1(&check), vec![Condition::ProductionOff]);
+    assert_eq!(check.statuses().get(&1), Some(&"production_off"));
+    let finding = check
+        .findings
+        .iter()
+        .find(|f| f.condition == Condition::ProductionOff)
+        .unwrap();
+    assert_eq!(finding.started_us, noon(23));
+}

@@ -166,16 +166,16 @@ pub struct DevicesQuery {
 }
 
 /// Everything the registry and the query layer say about a system's devices.
-struct SystemDevices {
-    records: Vec<DeviceRecord>,
+pub(super) struct SystemDevices {
+    pub(super) records: Vec<DeviceRecord>,
     figures: HashMap<i64, DeviceFigures>,
     open_events: Vec<SystemEvent>,
     pending: Vec<ProvisioningRequest>,
     /// The newest report of any device of the system.
-    newest_report_us: Option<i64>,
+    pub(super) newest_report_us: Option<i64>,
 }
 
-async fn system_devices(
+pub(super) async fn system_devices(
     state: &AppState,
     principal: &Principal,
     id: u32,
@@ -395,7 +395,7 @@ pub fn task_state_label(state: TaskProgress) -> &'static str {
     match state {
         TaskProgress::Queued => "Queued",
         TaskProgress::Sent => "Sent",
-        TaskProgress::Started => "Started",
+        TaskProgress::Started => "Running",
         TaskProgress::Succeeded => "Succeeded",
         TaskProgress::Failed => "Failed",
         TaskProgress::Cancelled => "Cancelled",
@@ -775,24 +775,37 @@ pub async fn provision(
     .await
 }
 
-/// Queues the provisioning task; `Err` says why not, in the user's language.
-async fn request_provisioning(
+/// Queues one provisioning task for the serials in `serials_text` (one, or several
+/// separated by commas or spaces); `Err` says why not, in the user's language, naming the
+/// serial at fault. Nothing is queued unless every serial is acceptable.
+pub(super) async fn request_provisioning(
     state: &AppState,
     principal: &Principal,
     id: u32,
-    serial_text: &str,
+    serials_text: &str,
     gateway: Option<i64>,
 ) -> Result<Result<i64, String>, PortalError> {
     let lang = principal.lang();
-    let serial = match serial_text.parse::<Serial>() {
-        Ok(serial) if serial_text.len() == 12 => serial,
-        _ => {
-            return Ok(Err(lang.fill(
-                "{} is not a microinverter serial number: enter the 12 digits on its label.",
-                &[&format!("{serial_text:?}")],
-            )));
+    let mut serials = Vec::new();
+    for text in serials_text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+    {
+        match text.parse::<Serial>() {
+            Ok(serial) if text.len() == 12 => serials.push(serial),
+            _ => {
+                return Ok(Err(lang.fill(
+                    "{} is not a microinverter serial number: enter the 12 digits on its label.",
+                    &[&format!("{text:?}")],
+                )));
+            }
         }
-    };
+    }
+    if serials.is_empty() {
+        return Ok(Err(lang
+            .t("Enter the serial number of the microinverter to provision.")
+            .to_owned()));
+    }
     let Some(gateway) = gateway else {
         return Ok(Err(lang
             .t("Choose the gateway that is to provision the microinverter.")
@@ -802,14 +815,22 @@ async fn request_provisioning(
     let user = principal.user.id;
     let outcome = blocking(move || {
         let now = sunfleet_engine::time::now_micros();
-        Ok(registry.request_provisioning(i64::from(id), gateway, serial, Some(user), now)?)
+        Ok(registry.request_provisioning(i64::from(id), gateway, &serials, Some(user), now)?)
     })
     .await?;
     Ok(outcome.map_err(|refusal| match refusal {
         ProvisionRefusal::NotThisSystemsGateway => lang
             .t("The chosen gateway is not one of this system's gateways in service: nothing was queued.")
             .to_owned(),
+        ProvisionRefusal::NoSerials => lang
+            .t("Enter the serial number of the microinverter to provision.")
+            .to_owned(),
+        ProvisionRefusal::SerialRepeated { serial } => lang.fill(
+            "Serial number {} is entered twice: nothing was queued.",
+            &[&serial],
+        ),
         ProvisionRefusal::SerialRegistered {
+            serial,
             kind,
             in_this_system: true,
         } => lang.fill(
@@ -817,6 +838,7 @@ async fn request_provisioning(
             &[&serial, &lang.t(kind_label(&kind)).to_lowercase()],
         ),
         ProvisionRefusal::SerialRegistered {
+            serial,
             in_this_system: false,
             ..
         } => lang.fill(
@@ -824,6 +846,7 @@ async fn request_provisioning(
             &[&serial],
         ),
         ProvisionRefusal::SerialBeingProvisioned {
+            serial,
             task_id,
             in_this_system: true,
         } => lang.fill(
@@ -831,6 +854,7 @@ async fn request_provisioning(
             &[&serial, &task_id],
         ),
         ProvisionRefusal::SerialBeingProvisioned {
+            serial,
             in_this_system: false,
             ..
         } => lang.fill(
@@ -1275,37 +1299,36 @@ async fn device_events(
             )
         })
         .collect();
-    if !is_gateway {
-        let reported = state
-            .query()
-            .device_reported_events(&principal.scope, system.id, device, EVENTS_SHOWN as usize)
-            .await?;
-        lines.extend(reported.into_iter().map(|e| {
-            let label = EventKind::from_number(e.event_number).map_or_else(
-                || format!("#{}", e.event_number),
-                |k| lang.t(k.label()).to_owned(),
-            );
-            (
-                e.time_us,
-                EventLine {
-                    time: lang.local_time(e.time_us, zone),
-                    label,
-                    state: lang
-                        .t(if e.raised {
-                            "Reported by the device"
-                        } else {
-                            "Cleared, reported by the device"
-                        })
-                        .to_owned(),
-                    class: if e.raised {
-                        "severity-medium".to_owned()
+    // What the device itself reported (a gateway: its power-on reset after a reboot).
+    let reported = state
+        .query()
+        .device_reported_events(&principal.scope, system.id, device, EVENTS_SHOWN as usize)
+        .await?;
+    lines.extend(reported.into_iter().map(|e| {
+        let label = EventKind::from_number(e.event_number).map_or_else(
+            || format!("#{}", e.event_number),
+            |k| lang.t(k.label()).to_owned(),
+        );
+        (
+            e.time_us,
+            EventLine {
+                time: lang.local_time(e.time_us, zone),
+                label,
+                state: lang
+                    .t(if e.raised {
+                        "Reported by the device"
                     } else {
-                        "severity-info".to_owned()
-                    },
+                        "Cleared, reported by the device"
+                    })
+                    .to_owned(),
+                class: if e.raised {
+                    "severity-medium".to_owned()
+                } else {
+                    "severity-info".to_owned()
                 },
-            )
-        }));
-    }
+            },
+        )
+    }));
     lines.sort_by_key(|line| std::cmp::Reverse(line.0));
     Ok(lines
         .into_iter()
@@ -1368,7 +1391,7 @@ fn reading_table(recent: &RecentReadings, lang: Lang, zone: &jiff::tz::TimeZone)
 
 /// A gateway's task list and the buttons that queue tasks, with what the server knows of
 /// when the gateway will get them.
-async fn gateway_tasks(
+pub(super) async fn gateway_tasks(
     state: &AppState,
     system: &SystemChrome,
     record: &DeviceRecord,
@@ -1537,7 +1560,11 @@ mod tests {
     #[test]
     fn every_computed_wording_has_a_french_entry() {
         let mut wordings: Vec<String> = Vec::new();
-        for source in [include_str!("devices.rs"), include_str!("events.rs")] {
+        for source in [
+            include_str!("devices.rs"),
+            include_str!("events.rs"),
+            include_str!("diagnostics.rs"),
+        ] {
             let code = source.split("#[cfg(test)]").next().unwrap_or(source);
             for marker in [".t(", ".fill(", "fact("] {
                 for piece in code.split(marker).skip(1) {
@@ -1576,6 +1603,11 @@ mod tests {
         ] {
             wordings.push(task_kind_label(kind).to_owned());
         }
+        wordings.extend(
+            super::super::diagnostics::DIAGNOSTIC_TASKS
+                .iter()
+                .map(|(_, label)| (*label).to_owned()),
+        );
         for state in [
             TaskProgress::Queued,
             TaskProgress::Sent,

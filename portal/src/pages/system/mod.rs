@@ -4,6 +4,7 @@
 //! [`SystemChrome`], built by [`load`] after the principal is authorised for the system.
 
 pub mod devices;
+pub mod diagnostics;
 pub mod events;
 pub mod graph;
 pub mod kiosk;
