@@ -182,6 +182,7 @@ impl Lang {
 }
 
 mod fr_devices;
+mod fr_returns;
 mod fr_settings;
 mod fr_system;
 
@@ -192,6 +193,7 @@ const FRENCH_TABLES: &[&[(&str, &str)]] = &[
     fr_system::FRENCH,
     fr_settings::FRENCH,
     fr_devices::FRENCH,
+    fr_returns::FRENCH,
 ];
 
 /// Whether `text` has a French entry (for the pages' own tests of the labels they compute).
@@ -885,8 +887,8 @@ mod tests {
         ] {
             labels.push(event_label(code));
         }
-        for state in ["submitted", "approved", "closed"] {
-            labels.push(service_group(state).to_owned());
+        for state in sunfleet_engine::registry::RequestState::ALL {
+            labels.push(service_group(state.code()).to_owned());
         }
         labels.extend(
             [
@@ -938,19 +940,10 @@ mod tests {
         ] {
             labels.push(services::kind_label(code));
         }
-        for state in [
-            "draft",
-            "submitted",
-            "approved",
-            "rejected",
-            "shipped",
-            "received",
-            "closed",
-            "cancelled",
-            "x",
-        ] {
-            labels.push(services::state_label(state));
+        for state in sunfleet_engine::registry::RequestState::ALL {
+            labels.push(services::state_label(state.code()));
         }
+        labels.push(services::state_label("x"));
         labels.extend([Sky::Clear, Sky::PartlyCloudy, Sky::Overcast].map(Sky::label));
         let missing: Vec<_> = labels
             .into_iter()
