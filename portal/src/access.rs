@@ -25,6 +25,9 @@ pub enum Need {
     CompanyAdmin,
     /// Creating systems and editing their activation (an installer company's members).
     ActivateSystems,
+    /// Moving service requests through their statuses: the manufacturer's team, that is
+    /// the platform administrators (installers follow the history).
+    AdvanceServiceRequests,
 }
 
 /// `Ok` when `principal` may have `need`; otherwise why not.
@@ -60,6 +63,7 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         Need::ActivateSystems => {
             matches!(role, UserRole::InstallerAdmin | UserRole::InstallerUser)
         }
+        Need::AdvanceServiceRequests => role == UserRole::PlatformAdmin,
     };
     if allowed {
         return Ok(());
@@ -91,6 +95,9 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         },
         Need::ActivateSystems => PortalError::Forbidden {
             reason: "only installers add systems and edit activations".to_owned(),
+        },
+        Need::AdvanceServiceRequests => PortalError::Forbidden {
+            reason: "only the manufacturer's team (platform administrators) changes a service request's status".to_owned(),
         },
     })
 }

@@ -318,11 +318,12 @@ pub struct ServiceRequestLine {
     pub updated_us: i64,
 }
 
-/// Where a request's state puts it in the dashboard summary.
+/// Where a request's state puts it in the dashboard summary: filed and not yet looked at,
+/// being handled (in progress, approved, shipped), or ended (resolved or rejected).
 pub fn service_group(state: &str) -> &'static str {
     match state {
-        "draft" | "submitted" => "new",
-        "approved" | "shipped" | "received" => "in progress",
+        "new" => "new",
+        "in_progress" | "approved" | "shipped" => "in progress",
         _ => "resolved",
     }
 }

@@ -183,6 +183,7 @@ impl Lang {
 
 mod fr_devices;
 mod fr_diagnostics;
+mod fr_returns;
 mod fr_settings;
 mod fr_system;
 
@@ -194,6 +195,7 @@ const FRENCH_TABLES: &[&[(&str, &str)]] = &[
     fr_settings::FRENCH,
     fr_devices::FRENCH,
     fr_diagnostics::FRENCH,
+    fr_returns::FRENCH,
 ];
 
 /// Whether `text` has a French entry (for the pages' own tests of the labels they compute).
@@ -897,8 +899,8 @@ mod tests {
         ] {
             labels.push(event_label(code));
         }
-        for state in ["submitted", "approved", "closed"] {
-            labels.push(service_group(state).to_owned());
+        for state in sunfleet_engine::registry::RequestState::ALL {
+            labels.push(service_group(state.code()).to_owned());
         }
         labels.extend(
             [
@@ -950,19 +952,10 @@ mod tests {
         ] {
             labels.push(services::kind_label(code));
         }
-        for state in [
-            "draft",
-            "submitted",
-            "approved",
-            "rejected",
-            "shipped",
-            "received",
-            "closed",
-            "cancelled",
-            "x",
-        ] {
-            labels.push(services::state_label(state));
+        for state in sunfleet_engine::registry::RequestState::ALL {
+            labels.push(services::state_label(state.code()));
         }
+        labels.push(services::state_label("x"));
         labels.extend([Sky::Clear, Sky::PartlyCloudy, Sky::Overcast].map(Sky::label));
         let missing: Vec<_> = labels
             .into_iter()

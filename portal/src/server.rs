@@ -215,6 +215,22 @@ pub fn router(state: AppState) -> Router {
             "/systems/{id}/settings/arrays/builder",
             get(pages::system::settings::builder_page).post(pages::system::settings::save_builder),
         )
+        .route(
+            "/systems/{id}/settings/self-service",
+            get(pages::system::settings::self_service),
+        )
+        .route(
+            "/systems/{id}/settings/self-service/return",
+            get(pages::system::settings::return_form).post(pages::system::settings::submit_return),
+        )
+        .route(
+            "/systems/{id}/settings/self-service/return/devices",
+            get(pages::system::settings::search_return_devices),
+        )
+        .route(
+            "/systems/{id}/settings/self-service/return/pick",
+            get(pages::system::settings::pick_return_device),
+        )
         .route("/systems/{id}/devices", get(pages::system::devices::page))
         .route(
             "/systems/{id}/devices/provision",
@@ -248,6 +264,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/help", get(pages::help::page))
         .route("/services", get(pages::services::page))
+        .route(
+            "/services/requests/{id}",
+            get(pages::services::request_page),
+        )
+        .route(
+            "/services/requests/{id}/status",
+            post(pages::services::advance),
+        )
         .route("/privacy", get(pages::privacy::page))
         .route("/privacy/keys", post(pages::privacy::create_key))
         .route(

@@ -449,18 +449,15 @@ fn installers_change_a_systems_settings_and_the_portal_follows() {
     );
     assert_eq!(submitted.status, 303, "{}", submitted.body);
     let location = submitted.header("location").unwrap().to_owned();
-    let claim = location.rsplit_once("claim=").unwrap().1.to_owned();
+    let claim: u64 = location.rsplit_once("claim=").unwrap().1.parse().unwrap();
     let page = installer.get(&location);
-    assert!(
-        page.body
-            .contains(&format!("<td>#{claim}</td><td>submitted</td>"))
-    );
+    assert!(page.body.contains(&format!(
+        "<a href=\"/services/requests/{claim}\">SR-{claim:06}</a></td><td>New</td>"
+    )));
     let services = installer.get("/services");
-    assert!(
-        services
-            .body
-            .contains(&format!("<td>#{claim}</td><td>labor claim</td>"))
-    );
+    assert!(services.body.contains(&format!(
+        "<a href=\"/services/requests/{claim}\">SR-{claim:06}</a></td><td>Labor reimbursement</td>"
+    )));
     let dashboard: serde_json::Value =
         serde_json::from_str(&installer.get("/api/dashboard").body).unwrap();
     assert!(dashboard["service_requests"]["new"].as_u64().unwrap() >= 1);

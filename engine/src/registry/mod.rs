@@ -1,7 +1,7 @@
 //! The fleet registry: an embedded SQLite database in the data folder holding everything
 //! that is not telemetry: companies, users, owners, systems, arrays, devices and their
 //! lifecycle, estimates, the activation checklist, events, gateway tasks, service
-//! requests, an audit log and an e-mail outbox.
+//! requests with their status history, an audit log and an e-mail outbox.
 //!
 //! The schema is created and upgraded by numbered migrations (`migrations/NNNN_*.sql`,
 //! applied in order in one transaction each; `PRAGMA user_version` records how far). The
@@ -21,6 +21,7 @@ mod kiosk_links;
 mod members;
 pub mod records;
 mod report_feeds;
+mod returns;
 mod secret_links;
 mod service_requests;
 mod sessions;
@@ -42,8 +43,15 @@ pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 pub use kiosk_links::KIOSK_TOKEN_PREFIX;
 pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontractor};
 pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
+pub use returns::{
+    MAX_RETURN_DEVICES, NewReturn, ReturnCandidate, ReturnContacts, ReturnDeviceType,
+    ReturnRefusal, po_box,
+};
 pub use secret_links::{NewSecret, SecretSummary};
-pub use service_requests::{NewServiceRequest, service_request_number};
+pub use service_requests::{
+    HistoryEntry, NewServiceRequest, RequestDevice, RequestState, ServiceRequestRecord,
+    TransitionRefusal, rma_number, service_request_number, ships_hardware,
+};
 pub use sessions::{NewSession, SessionUser, random_token};
 pub use system_details::{
     DeviceCounts, EventFilter, EventState, KioskContent, SystemDetails, SystemEvent,
@@ -84,6 +92,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_kiosk_links",
         include_str!("migrations/0005_kiosk_links.sql"),
+    ),
+    (
+        "0006_service_request_history",
+        include_str!("migrations/0006_service_request_history.sql"),
     ),
     (
         "0009_production_off_status",

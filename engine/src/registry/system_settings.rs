@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::audit::insert_audit;
 use super::records::set_estimates;
-use super::service_requests::{NewServiceRequest, insert_service_request};
+use super::service_requests::{NewServiceRequest, insert_service_request, service_request_number};
 use super::system_details::KioskContent;
 use super::{Registry, sql_error};
 use crate::Error;
@@ -121,9 +121,13 @@ pub struct LaborClaim {
     pub labor_hours: f64,
     pub return_done: bool,
     pub description: String,
+    /// The return request (R1) the claimed unit went back under, when the claim follows
+    /// one: it must be a return of this system naming the unit, not rejected.
+    pub return_request: Option<i64>,
 }
 
-/// A return (RMA) request of one of a system's devices.
+/// A return (RMA) request of one of a system's devices (a return naming several devices
+/// gives one of these per device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnRequest {
     pub id: i64,
@@ -234,17 +238,18 @@ impl Registry {
         Ok(estimates)
     }
 
-    /// The return requests of system `system_id`'s devices that were not cancelled or
-    /// rejected: a unit with one was to be sent back.
+    /// The return requests of system `system_id`'s devices that were not rejected, one per
+    /// device they name: a unit with one was to be sent back (`resolved`: it was).
     pub fn return_requests(&self, system_id: i64) -> Result<Vec<ReturnRequest>, Error> {
         let context = format!("reading the return requests of system {system_id}");
         let connection = self.connection();
         let mut statement = connection
             .prepare(
-                "SELECT id, device_id, state, rma_number FROM service_requests
-                  WHERE system_id = ?1 AND kind = 'return' AND device_id IS NOT NULL
-                    AND state NOT IN ('cancelled', 'rejected')
-                  ORDER BY id",
+                "SELECT r.id, d.device_id, r.state, r.rma_number
+                   FROM service_requests r
+                   JOIN service_request_devices d ON d.request_id = r.id
+                  WHERE r.system_id = ?1 AND r.kind = 'return' AND r.state <> 'rejected'
+                  ORDER BY r.id, d.device_id",
             )
             .map_err(sql_error(&context))?;
         let rows = statement
@@ -555,8 +560,9 @@ impl Registry {
         })
     }
 
-    /// Records an eligible labour reimbursement claim as a submitted service request of
-    /// `company_id` (the claiming installer); audited. Returns the request's id.
+    /// Records an eligible labour reimbursement claim as a new service request of
+    /// `company_id` (the claiming installer); audited. Returns the request's id. A claim
+    /// that names a return request must name one of this system's returns listing the unit.
     pub fn submit_labor_claim(
         &self,
         system_id: i64,
@@ -580,6 +586,29 @@ impl Registry {
                     system_id,
                 });
             }
+            if let Some(return_id) = claim.return_request {
+                let names_the_unit: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM service_requests r
+                                          JOIN service_request_devices d ON d.request_id = r.id
+                                         WHERE r.id = ?1 AND r.system_id = ?2
+                                           AND r.kind = 'return' AND r.state <> 'rejected'
+                                           AND d.device_id = ?3)",
+                        params![return_id, system_id, claim.device_id],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql_error("finding the claim's return request"))?;
+                if !names_the_unit {
+                    return Err(Error::NotOfSystem {
+                        what: format!(
+                            "a return request {} naming device {}",
+                            service_request_number(return_id),
+                            claim.device_id
+                        ),
+                        system_id,
+                    });
+                }
+            }
             insert_service_request(
                 tx,
                 &NewServiceRequest {
@@ -589,8 +618,12 @@ impl Registry {
                     company_id: Some(company_id),
                     created_by: by_user,
                     reason: format!(
-                        "labour reimbursement, {:012}: {}",
+                        "labour reimbursement, {:012}{}: {}",
                         claim.serial,
+                        claim.return_request.map_or_else(String::new, |id| format!(
+                            " (return {})",
+                            service_request_number(id)
+                        )),
                         claim.description.chars().take(120).collect::<String>()
                     ),
                     details: serde_json::json!({
@@ -600,6 +633,7 @@ impl Registry {
                         "labor_hours": claim.labor_hours,
                         "return_done": claim.return_done,
                         "description": claim.description,
+                        "return_request": claim.return_request,
                     }),
                     at_us: now_us,
                 },

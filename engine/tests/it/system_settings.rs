@@ -409,7 +409,7 @@ fn settings_and_estimates_are_saved_and_removed() {
 }
 
 #[test]
-fn a_labour_claim_becomes_a_submitted_service_request() {
+fn a_labour_claim_becomes_a_new_service_request() {
     let site = site();
     let claim = |device_id| LaborClaim {
         device_id,
@@ -419,6 +419,7 @@ fn a_labour_claim_becomes_a_submitted_service_request() {
         labor_hours: 2.5,
         return_done: true,
         description: "Replaced".into(),
+        return_request: None,
     };
     let company: i64 = site
         .registry
@@ -454,10 +455,7 @@ fn a_labour_claim_becomes_a_submitted_service_request() {
             })
         })
         .unwrap();
-    assert_eq!(
-        (kind.as_str(), state.as_str()),
-        ("labor_claim", "submitted")
-    );
+    assert_eq!((kind.as_str(), state.as_str()), ("labor_claim", "new"));
     let details: serde_json::Value = serde_json::from_str(&details).unwrap();
     assert_eq!(details["defect_date"], "2026-01-10");
     assert_eq!(details["labor_hours"], 2.5);

@@ -1,11 +1,13 @@
 //! The dashboard (F1): the systems box with its All / Alerts / Activations tabs and search,
-//! the service requests summary, quick links and the company performance scorecard.
+//! the service requests summary with the latest requests, quick links and the company
+//! performance scorecard.
 
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::services::{RequestRow, request_row};
 use super::{Chrome, render};
 use crate::access::{Need, authorize};
 use crate::fleet::{
@@ -16,6 +18,9 @@ use crate::{PortalError, Principal};
 
 /// Systems shown in the box; the systems list has the rest.
 const BOX_ROWS: usize = 25;
+
+/// Service requests listed under the summary; the Services page has the rest.
+const RECENT_REQUESTS: usize = 5;
 
 pub struct BoxRow {
     pub id: u32,
@@ -41,6 +46,8 @@ struct DashboardPage {
     activation_count: usize,
     can_add_system: bool,
     services: ServiceSummary,
+    /// The most recently changed service requests, with their status.
+    recent_requests: Vec<RequestRow>,
     scorecard_systems: usize,
     normal_pct: String,
     energy_today: String,
@@ -77,6 +84,12 @@ pub async fn page(
     let engine = state.query();
     let systems = fleet::systems_with_figures(engine, &principal.scope, now).await?;
     let services = fleet::service_summary(engine, &principal.scope).await?;
+    let recent_requests = fleet::service_requests(engine, &principal.scope, None)
+        .await?
+        .into_iter()
+        .take(RECENT_REQUESTS)
+        .map(|r| request_row(r, principal.lang()))
+        .collect();
     let card = fleet::scorecard(engine, &principal.scope, &systems, now).await?;
     let tab = match query.tab.as_deref() {
         Some("alerts") => "alerts",
@@ -119,6 +132,7 @@ pub async fn page(
         alert_count: systems.iter().filter(|s| in_alert(s)).count(),
         activation_count: systems.iter().filter(|s| activating(s)).count(),
         services,
+        recent_requests,
         scorecard_systems: card.systems,
         normal_pct: card
             .normal_pct

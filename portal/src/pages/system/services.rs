@@ -31,6 +31,7 @@ pub const PERMIT_TYPES: [(&str, &str); 4] = [
 const MAX_FIELD_CHARS: usize = 2_000;
 
 pub struct RequestRow {
+    pub id: i64,
     pub number: String,
     pub kind: String,
     pub state: String,
@@ -112,6 +113,7 @@ async fn show(
         .await?
         .into_iter()
         .map(|r| RequestRow {
+            id: r.id,
             number: service_request_number(r.id),
             kind: lang.t(kind_label(&r.kind)).to_owned(),
             group: service_group(&r.state).replace(' ', "-"),
@@ -152,16 +154,15 @@ pub fn kind_label(kind: &str) -> &'static str {
     }
 }
 
+/// A service request's status (`RequestState::code`) in words.
 pub fn state_label(state: &str) -> &'static str {
     match state {
-        "draft" => "Draft",
-        "submitted" => "Submitted",
+        "new" => "New",
+        "in_progress" => "In progress",
         "approved" => "Approved",
-        "rejected" => "Rejected",
         "shipped" => "Shipped",
-        "received" => "Received",
-        "closed" => "Closed",
-        "cancelled" => "Cancelled",
+        "resolved" => "Resolved",
+        "rejected" => "Rejected",
         _ => "Unknown",
     }
 }

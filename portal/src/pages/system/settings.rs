@@ -1,6 +1,7 @@
 //! A system's settings (T1–T5), behind the gear icon: an overview (owner, ids, location,
 //! installer), labour reimbursement claims, the installer reference and switches, the
-//! production estimate and threshold, and the arrays with their builder. Each section has
+//! production estimate and threshold, the arrays with their builder, and self-service
+//! (R1–R3: return requests, replacements, gateway replacement). Each section has
 //! its own address. Everyone who may see the system sees them; only its installers
 //! (`Need::ManageSystem`) get forms. A save checks the CSRF token, validates every field
 //! (the form comes back with the entered values and each field's error, nothing saved),
@@ -9,6 +10,7 @@
 
 mod arrays;
 mod labor;
+mod self_service;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +30,9 @@ use sunfleet_engine::time::CivilDate;
 
 pub use arrays::{arrays_page, builder_page, save_builder};
 pub use labor::{labor_page, submit_claim};
+pub use self_service::{
+    pick_return_device, return_form, search_return_devices, self_service, submit_return,
+};
 
 use super::{SystemChrome, load};
 use crate::access::{Need, authorize};
@@ -39,12 +44,13 @@ use crate::session::blocking;
 use crate::{PortalError, Principal};
 
 /// The sections: code, label, path after `/systems/{id}/settings`.
-pub const SECTIONS: [(&str, &str, &str); 5] = [
+pub const SECTIONS: [(&str, &str, &str); 6] = [
     ("overview", "Overview", ""),
     ("labor", "Labor reimbursement", "/labor"),
     ("references", "Installer reference and more", "/references"),
     ("estimate", "Production estimate and threshold", "/estimate"),
     ("arrays", "Array details", "/arrays"),
+    ("self-service", "Self-service", "/self-service"),
 ];
 
 /// How a gateway reaches the internet: code, label.

@@ -3,7 +3,9 @@
 //! battery of the system, its defect was found while it was monitored here, it was
 //! installed within two years of the claim, it was returned if a return was asked for, and
 //! the claim comes within three months of the defect. Each rule that fails is explained on
-//! its own; an eligible claim becomes a submitted service request.
+//! its own; an eligible claim becomes a new service request. A claim may follow a return
+//! request (R1): its page links here with the return and the unit chosen, and the claim
+//! then names the return (which must be this system's and list the unit).
 
 use std::sync::Arc;
 
@@ -13,12 +15,16 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::civil::Date;
 use serde::Deserialize;
-use sunfleet_engine::registry::{LaborClaim, ReturnRequest, SystemDevice};
+use sunfleet_engine::registry::{
+    LaborClaim, RequestState, ReturnRequest, ServiceRequestRecord, SystemDevice,
+    service_request_number,
+};
 
 use super::{
     Entered, SectionLink, civil, form_page, local_civil_date, manageable, sections, today,
 };
 use crate::i18n::Lang;
+use crate::pages::system::services::state_label;
 use crate::pages::system::{SystemChrome, load};
 use crate::pages::{Chrome, render};
 use crate::server::AppState;
@@ -204,6 +210,7 @@ pub struct DeviceOption {
 
 pub struct ClaimLine {
     pub id: i64,
+    pub number: String,
     pub state: String,
     pub reason: String,
     pub created: String,
@@ -221,11 +228,32 @@ struct LaborPage {
     refusals: Vec<String>,
     claims: Vec<ClaimLine>,
     today: String,
+    /// The return request the claim follows: id and number.
+    return_request: Option<(i64, String)>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 pub struct LaborQuery {
     claim: Option<i64>,
+    /// A return request to claim the labour of, and the unit.
+    #[serde(rename = "return")]
+    return_request: Option<i64>,
+    serial: Option<String>,
+}
+
+/// Return request `id` when it is a return of system `system_id` that was not rejected.
+async fn return_of_system(
+    state: &AppState,
+    system_id: u32,
+    id: i64,
+) -> Result<Option<ServiceRequestRecord>, PortalError> {
+    let registry = Arc::clone(state.registry());
+    let record = blocking(move || Ok(registry.service_request(id)?)).await?;
+    Ok(record.filter(|r| {
+        r.system_id == i64::from(system_id)
+            && r.kind == "return"
+            && r.state != RequestState::Rejected
+    }))
 }
 
 async fn labor(
@@ -290,12 +318,21 @@ async fn labor(
     let claims = (0..answer.rows())
         .map(|i| ClaimLine {
             id: ids[i].unwrap_or(0),
-            state: states[i].clone().unwrap_or_default(),
+            number: service_request_number(ids[i].unwrap_or(0)),
+            state: lang
+                .t(state_label(states[i].as_deref().unwrap_or_default()))
+                .to_owned(),
             reason: reasons[i].clone().unwrap_or_default(),
             created: created[i].map(|t| lang.time(t)).unwrap_or_default(),
         })
         .collect();
+    let return_request = form
+        .get("return_request")
+        .parse::<i64>()
+        .ok()
+        .map(|r| (r, service_request_number(r)));
     Ok(LaborPage {
+        return_request,
         sections: sections(lang, id, "labor"),
         today: today(&system)?.to_string(),
         notice,
@@ -321,15 +358,28 @@ pub async fn labor_page(
             &[&claim],
         )
     });
-    let page = labor(
-        &state,
-        &principal,
-        id,
-        Entered::default(),
-        Vec::new(),
-        notice,
-    )
-    .await?;
+    let mut form = Entered::default();
+    if let Some(return_id) = query.return_request {
+        // Another system's return, or one that does not exist, is not offered.
+        let record = return_of_system(&state, id, return_id)
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: format!(
+                    "return request {} of system {id}",
+                    service_request_number(return_id)
+                ),
+            })?;
+        form.set("return_request", return_id.to_string());
+        let chosen = query.serial.as_deref().and_then(|s| s.parse::<u64>().ok());
+        let serial = chosen
+            .filter(|s| record.devices.iter().any(|d| d.serial == *s))
+            .or_else(|| (record.devices.len() == 1).then(|| record.devices[0].serial));
+        if let Some(serial) = serial {
+            form.set("serial", format!("{serial:012}"));
+        }
+        form.set("return_done", "on");
+    }
+    let page = labor(&state, &principal, id, form, Vec::new(), notice).await?;
     render("system settings labor", &page)
 }
 
@@ -374,7 +424,39 @@ pub async fn submit_claim(
     let (_, system) = load(&state, &principal, id, "settings").await?;
     let lang = principal.lang();
     let claim_date = today(&system)?;
-    let entry = match parse_claim(form.clone(), claim_date, lang) {
+    let mut checked = form.clone();
+    // The return request the claim follows, if any: this system's, listing the unit.
+    let return_text = checked.get("return_request").to_owned();
+    let return_request = if return_text.is_empty() {
+        None
+    } else {
+        let record = match return_text.parse::<i64>() {
+            Ok(return_id) => return_of_system(&state, id, return_id).await?,
+            Err(_) => None,
+        };
+        let serial = checked.get("serial").parse::<u64>().ok();
+        match record {
+            Some(r) if r.devices.iter().any(|d| Some(d.serial) == serial) => Some(r.id),
+            Some(r) => {
+                checked.refuse(
+                    "return_request",
+                    lang.fill(
+                        "Return request {} does not list this unit: choose one of its devices.",
+                        &[&service_request_number(r.id)],
+                    ),
+                );
+                None
+            }
+            None => {
+                checked.refuse(
+                    "return_request",
+                    lang.t("This return request is not one of this system's (or it was rejected)."),
+                );
+                None
+            }
+        }
+    };
+    let entry = match parse_claim(checked, claim_date, lang) {
         Ok(entry) => entry,
         Err(form) => {
             let page = labor(&state, &principal, id, form, Vec::new(), None).await?;
@@ -405,7 +487,7 @@ pub async fn submit_claim(
                 return_requested: returned.map(|r| {
                     (
                         r.rma_number.clone(),
-                        matches!(r.state.as_str(), "received" | "closed"),
+                        r.state == RequestState::Resolved.code(),
                     )
                 }),
             }
@@ -447,6 +529,7 @@ pub async fn submit_claim(
         labor_hours: entry.labor_hours,
         return_done: entry.return_done,
         description: entry.description,
+        return_request,
     };
     let company = principal.user.company_id.unwrap_or(details.installer_id);
     let registry = Arc::clone(state.registry());
