@@ -25,6 +25,8 @@ pub enum Need {
     CompanyAdmin,
     /// Creating systems and editing their activation (an installer company's members).
     ActivateSystems,
+    /// The platform's own pages (the mail outbox): the platform administrator only.
+    PlatformAdmin,
 }
 
 /// `Ok` when `principal` may have `need`; otherwise why not.
@@ -60,6 +62,7 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         Need::ActivateSystems => {
             matches!(role, UserRole::InstallerAdmin | UserRole::InstallerUser)
         }
+        Need::PlatformAdmin => role == UserRole::PlatformAdmin,
     };
     if allowed {
         return Ok(());
@@ -91,6 +94,9 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         },
         Need::ActivateSystems => PortalError::Forbidden {
             reason: "only installers add systems and edit activations".to_owned(),
+        },
+        Need::PlatformAdmin => PortalError::Forbidden {
+            reason: "only the platform administrator sees this page".to_owned(),
         },
     })
 }

@@ -7,6 +7,7 @@ mod demo;
 mod http;
 mod import_export;
 mod members;
+mod owner_mail;
 mod serve;
 mod sql_endpoints;
 mod sweep;
