@@ -22,7 +22,7 @@ use sunfleet_fixtures::stream::stream_system;
 use sunfleet_fixtures::{Fleet, FleetConfig};
 
 use crate::data::DataFolder;
-use crate::serve::{DemoFleet, ServeArgs, run_services};
+use crate::serve::{DemoFleet, MailArgs, ServeArgs, run_services};
 
 /// The password of every demo account.
 pub const DEMO_PASSWORD: &str = "sunfleet-demo";
@@ -52,6 +52,8 @@ pub struct DemoArgs {
     pub postgres: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:8815", env = "SUNFLEET_FLIGHT")]
     pub flight: SocketAddr,
+    #[command(flatten)]
+    pub mail: MailArgs,
 }
 
 /// What a demo folder was made with, so a later start drives the same fleet.
@@ -120,6 +122,8 @@ fn save_plan(data: &Path, plan: &DemoPlan) -> anyhow::Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    // A bad --smtp-url or --mail-from is refused before the long first start.
+    args.mail.config()?;
     let mut plan = load_plan(&args.data, &args)?;
     let start: CivilDate = plan
         .start
@@ -174,6 +178,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         portal: args.portal,
         public_url: None,
         sql_tls: false,
+        mail: args.mail.clone(),
     };
     run_services(
         folder,

@@ -1,8 +1,9 @@
 //! `sunfleet serve`: the engine on a data folder, the QUIC ingest in front of it, the fleet
-//! checks, the SQL endpoints (Postgres wire, Arrow Flight SQL) and the portal, until Ctrl-C
-//! or SIGTERM; then an ordered shutdown: the demo's simulated gateways (in `sunfleet demo`),
-//! the portal and SQL endpoints, then ingest (so every acknowledged batch is known), then
-//! checks and maintenance; last, the write buffer is persisted.
+//! checks, the SQL endpoints (Postgres wire, Arrow Flight SQL), the portal and the mail
+//! deliverer, until Ctrl-C or SIGTERM; then an ordered shutdown: the demo's simulated
+//! gateways (in `sunfleet demo`), the portal and SQL endpoints, then ingest (so every
+//! acknowledged batch is known), then checks and maintenance, then the mail deliverer
+//! (after everything that queues mail); last, the write buffer is persisted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use sunfleet_query::{QueryConfig, QueryEngine};
 use crate::data::{DEFAULT_DATA_DIR, DataFolder};
 use crate::simulator::{Simulator, SimulatorConfig, demo_fleet};
 use sunfleet_ingest::tls::FleetCa;
+use sunfleet_portal::mail::{MailConfig, MailDeliverer, SmtpSettings};
 use sunfleet_portal::{PortalConfig, PortalServer};
 
 #[derive(Debug, Args)]
@@ -71,6 +73,36 @@ pub struct ServeArgs {
     /// issued by the fleet CA); unencrypted connections are then refused.
     #[arg(long)]
     pub sql_tls: bool,
+    #[command(flatten)]
+    pub mail: MailArgs,
+}
+
+/// Mail to people (the owner's welcome and notices of changed details).
+#[derive(Debug, Clone, Args)]
+pub struct MailArgs {
+    /// The SMTP server mail goes through: `smtp://host:port` (no encryption: a relay on
+    /// this machine or network), `starttls://host:port`, or `smtps://host:port`; add
+    /// `user:password@` before the host to sign in. Without it mail stays in the outbox,
+    /// which the platform administrator reads at /admin/mail.
+    #[arg(long, env = "SUNFLEET_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of that mail: an address, or `Name <address>`.
+    #[arg(long, env = "SUNFLEET_MAIL_FROM", default_value = sunfleet_portal::mail::DEFAULT_FROM)]
+    pub mail_from: String,
+}
+
+impl MailArgs {
+    /// The delivery configuration, or why it cannot work (checked before anything starts).
+    pub fn config(&self) -> anyhow::Result<MailConfig> {
+        let smtp = self
+            .smtp_url
+            .as_deref()
+            .map(SmtpSettings::parse)
+            .transpose()?;
+        let config = MailConfig::new(smtp, Some(self.mail_from.clone()));
+        config.sender()?;
+        Ok(config)
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -119,6 +151,7 @@ pub async fn run_services(
     args: &ServeArgs,
     demo: Option<DemoFleet>,
 ) -> anyhow::Result<()> {
+    let mail_config = args.mail.config()?;
     let tls_dir = args
         .tls
         .clone()
@@ -183,7 +216,10 @@ pub async fn run_services(
         Arc::clone(&folder.registry),
     )
     .await?;
+    // Before the portal, so mail queued by its first requests goes at once.
+    let mail = MailDeliverer::start(Arc::clone(&folder.registry), mail_config.clone())?;
     let mut portal_config = PortalConfig::new(args.portal);
+    portal_config.mail_delivery = mail_config.describe();
     portal_config.public_url = args.public_url.clone();
     portal_config.secure_cookies = args
         .public_url
@@ -228,6 +264,12 @@ pub async fn run_services(
         "sunfleet: portal on http://{} (sign in with a user's e-mail and password).",
         portal.local_addr()
     );
+    match mail_config.describe() {
+        Some(delivery) => println!("sunfleet: mail to people by SMTP: {delivery}."),
+        None => println!(
+            "sunfleet: no SMTP server (--smtp-url): mail to people stays in the outbox (/admin/mail)."
+        ),
+    }
     if let Some(demo) = &demo {
         println!("{}", demo.welcome);
     }
@@ -244,6 +286,9 @@ pub async fn run_services(
     let _ = stop_maintenance.send(true);
     let _ = checks.await;
     let _ = maintenance.await;
+    // Last of what queues mail is done (the portal, the checks); the mail being sent
+    // finishes, the rest waits in the outbox.
+    mail.shutdown().await;
     let report = folder.store.persist().await?;
     tracing::info!(?report, "write buffer persisted; bye");
     Ok(())

@@ -103,6 +103,14 @@ pub enum Error {
     NoOwnerSignIn { system_id: i64 },
     #[error("{email} already has an account")]
     EmailTaken { email: String },
+    #[error("system {system_id} has no owner yet: enter one in the activation form")]
+    NoOwner { system_id: i64 },
+    #[error(
+        "{email} is already the e-mail of another owner: to make that owner this system's owner, enter the address in the activation form"
+    )]
+    OwnerEmailTaken { email: String },
+    #[error("composing the e-mail: {reason}")]
+    MailComposition { reason: String },
     #[error("this invitation link is unknown, used or expired: ask for a new one")]
     InvitationInvalid,
     #[error("company {company_id} is not a subcontractor of company {installer_id}")]

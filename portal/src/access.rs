@@ -28,6 +28,8 @@ pub enum Need {
     /// Moving service requests through their statuses: the manufacturer's team, that is
     /// the platform administrators (installers follow the history).
     AdvanceServiceRequests,
+    /// The platform's own pages (the mail outbox): the platform administrator only.
+    PlatformAdmin,
 }
 
 /// `Ok` when `principal` may have `need`; otherwise why not.
@@ -63,7 +65,7 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         Need::ActivateSystems => {
             matches!(role, UserRole::InstallerAdmin | UserRole::InstallerUser)
         }
-        Need::AdvanceServiceRequests => role == UserRole::PlatformAdmin,
+        Need::AdvanceServiceRequests | Need::PlatformAdmin => role == UserRole::PlatformAdmin,
     };
     if allowed {
         return Ok(());
@@ -98,6 +100,9 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
         },
         Need::AdvanceServiceRequests => PortalError::Forbidden {
             reason: "only the manufacturer's team (platform administrators) changes a service request's status".to_owned(),
+        },
+        Need::PlatformAdmin => PortalError::Forbidden {
+            reason: "only the platform administrator sees this page".to_owned(),
         },
     })
 }

@@ -183,6 +183,7 @@ impl Lang {
 
 mod fr_devices;
 mod fr_diagnostics;
+mod fr_mail;
 mod fr_returns;
 mod fr_settings;
 mod fr_system;
@@ -195,6 +196,7 @@ const FRENCH_TABLES: &[&[(&str, &str)]] = &[
     fr_settings::FRENCH,
     fr_devices::FRENCH,
     fr_diagnostics::FRENCH,
+    fr_mail::FRENCH,
     fr_returns::FRENCH,
 ];
 
@@ -517,8 +519,8 @@ pub const FRENCH: &[(&str, &str)] = &[
     ("Opened", "Ouverte"),
     ("Owner", "Propriétaire"),
     (
-        "Owners' names, e-mail addresses and phone numbers, entered at activation; seen by the installer's users and the owner.",
-        "Les noms, adresses e-mail et numéros de téléphone des propriétaires, saisis à l’activation ; vus par les utilisateurs de l’installateur et par le propriétaire.",
+        "Owners' names, e-mail addresses and phone numbers, entered at activation; seen by the installer's users, by subcontractors while they are granted the system and by the platform administrator (all of whom may correct them: the owner is e-mailed every change), and by the owner.",
+        "Les noms, adresses e-mail et numéros de téléphone des propriétaires, saisis à l’activation ; vus par les utilisateurs de l’installateur, par les sous-traitants tant que le système leur est accordé et par l’administrateur de la plateforme (qui peuvent tous les corriger : le propriétaire reçoit un e-mail à chaque modification), et par le propriétaire.",
     ),
     ("Pages", "Pages"),
     ("Password", "Mot de passe"),
@@ -801,18 +803,6 @@ pub const FRENCH: &[(&str, &str)] = &[
         "Fin de l’accès après le (jour UTC, facultatif)",
     ),
     ("Owner access", "Accès du propriétaire"),
-    (
-        "The owner signs in with their e-mail address once they have set a password through a one-time link (valid 7 days). Make the link and send it to them; a new link replaces the previous one.",
-        "Le propriétaire se connecte avec son adresse e-mail après avoir défini un mot de passe grâce à un lien à usage unique (valable 7 jours). Créez le lien et envoyez-le-lui ; un nouveau lien remplace le précédent.",
-    ),
-    (
-        "Send this link to the owner",
-        "Envoyez ce lien au propriétaire",
-    ),
-    (
-        "Make the owner's sign-in link",
-        "Créer le lien de connexion du propriétaire",
-    ),
     (
         "This owner cannot get a sign-in: enter an owner, with an e-mail address no other account uses.",
         "Ce propriétaire ne peut pas recevoir d’accès : saisissez un propriétaire dont l’adresse e-mail n’est utilisée par aucun autre compte.",

@@ -11,6 +11,7 @@
 //! - [`fleet`]: what the fleet pages and the API show, read through the query layer in the
 //!   principal's scope;
 //! - [`weather`]: the pluggable weather source of the system pages;
+//! - [`mail`]: the mails to owners and the deliverer that sends the registry's outbox;
 //! - [`error`]: every failure's status code and message, in one place.
 
 pub mod access;
@@ -18,6 +19,7 @@ pub mod api;
 pub mod error;
 pub mod fleet;
 pub mod i18n;
+pub mod mail;
 pub mod pages;
 pub mod server;
 pub mod session;

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod activations;
+pub mod admin_mail;
 pub mod alerts;
 pub mod dashboard;
 pub mod help;
@@ -99,6 +100,8 @@ pub struct Chrome {
     pub role_label: &'static str,
     pub csrf_token: String,
     pub is_admin: bool,
+    /// The platform administrator: their own pages (the mail outbox) in the navigation.
+    pub is_platform_admin: bool,
 }
 
 impl Chrome {
@@ -112,6 +115,7 @@ impl Chrome {
             role_label: lang.t(role_label(principal.role())),
             csrf_token: principal.csrf_token.clone(),
             is_admin: principal.role() == UserRole::InstallerAdmin,
+            is_platform_admin: principal.role() == UserRole::PlatformAdmin,
         }
     }
 

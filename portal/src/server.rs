@@ -32,6 +32,9 @@ pub struct PortalConfig {
     pub public_url: Option<String>,
     /// Where the side panel's weather comes from; none: no weather is shown.
     pub weather: Option<crate::weather::SharedWeather>,
+    /// Where mail goes, in words (`MailConfig::describe`), for the platform administrator's
+    /// mail page; none: no SMTP server, mail stays in the outbox.
+    pub mail_delivery: Option<String>,
 }
 
 impl PortalConfig {
@@ -43,6 +46,7 @@ impl PortalConfig {
             sign_in_limits: ThrottleLimits::default(),
             public_url: None,
             weather: None,
+            mail_delivery: None,
         }
     }
 }
@@ -58,6 +62,8 @@ pub(crate) struct Metrics {
 }
 
 pub(crate) struct Shared {
+    /// The address the portal listens on (the configured one, with the port chosen).
+    pub local_addr: SocketAddr,
     pub query: Arc<QueryEngine>,
     pub registry: Arc<Registry>,
     pub config: PortalConfig,
@@ -80,6 +86,21 @@ impl AppState {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.0
+    }
+
+    /// The portal's address in links mailed to people: the configured public URL, or
+    /// `http://127.0.0.1:<port>` (the listening address when it is a specific one). Never
+    /// the request's `Host`, which whoever sends the request chooses.
+    pub fn public_base(&self) -> String {
+        let shared = self.shared();
+        if let Some(url) = &shared.config.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let mut address = shared.local_addr;
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{address}")
     }
 }
 
@@ -107,6 +128,7 @@ impl PortalServer {
             context: format!("reading the portal's address: {e}"),
         })?;
         let state = AppState(Arc::new(Shared {
+            local_addr,
             query,
             registry,
             throttle: SignInThrottle::new(config.sign_in_limits),
@@ -196,6 +218,10 @@ pub fn router(state: AppState) -> Router {
             get(pages::system::settings::overview),
         )
         .route(
+            "/systems/{id}/settings/owner",
+            post(pages::system::settings::save_owner),
+        )
+        .route(
             "/systems/{id}/settings/labor",
             get(pages::system::settings::labor_page).post(pages::system::settings::submit_claim),
         )
@@ -255,13 +281,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/activations/new", get(pages::activations::new_form))
         .route(
-            "/activations/{id}/owner-link",
-            post(pages::activations::owner_link),
+            "/activations/{id}/owner-access",
+            post(pages::activations::send_owner_access),
         )
         .route(
             "/activations/{id}",
             get(pages::activations::details).post(pages::activations::update),
         )
+        .route("/admin/mail", get(pages::admin_mail::list))
+        .route("/admin/mail/{id}", get(pages::admin_mail::message))
         .route("/help", get(pages::help::page))
         .route("/services", get(pages::services::page))
         .route(

@@ -38,6 +38,17 @@ pub fn start_demo_for(
     systems: u32,
     history_days: u32,
 ) -> Demo {
+    start_demo_with_args(data, portal_port, systems, history_days, &[])
+}
+
+/// [`start_demo_for`] with more arguments for `sunfleet demo` (`--smtp-url …`).
+pub fn start_demo_with_args(
+    data: &std::path::Path,
+    portal_port: u16,
+    systems: u32,
+    history_days: u32,
+    extra: &[&str],
+) -> Demo {
     let portal = format!("127.0.0.1:{portal_port}");
     let quic = format!("127.0.0.1:{}", free_udp_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
@@ -54,6 +65,7 @@ pub fn start_demo_for(
         .args(["--quic", &quic])
         .args(["--postgres", &format!("127.0.0.1:{}", free_tcp_port())])
         .args(["--flight", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(extra)
         .env("SUNFLEET_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

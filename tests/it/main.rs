@@ -8,6 +8,7 @@ mod diagnostics;
 mod http;
 mod import_export;
 mod members;
+mod owner_mail;
 mod self_service_returns;
 mod serve;
 mod sql_endpoints;

@@ -27,6 +27,7 @@ const PAGES: &[&str] = &[
     "/help",
     "/account",
     "/users",
+    "/admin/mail",
 ];
 
 /// JSON answers and the key naming a system in their lists.

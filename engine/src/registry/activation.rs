@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::audit::insert_audit;
 use super::devices::provisioning_requested;
-use super::members::{Invitation, issue_password_token};
+use super::outbox::{NewMail, queue_mail};
 use super::records::{
     DeviceDetails, NewDevice, NewOwner, NewSystem, complete_step, insert_device, insert_owner,
     insert_system, set_estimates,
@@ -648,7 +648,8 @@ impl Registry {
 
     /// Completes `steps` of a system at `now_us` and sets the stage they lead to. The
     /// `owner_access_granted` step also creates the owner's sign-in (no password yet) and
-    /// queues the welcome e-mail that lets them set one.
+    /// queues the notice that tells them (the welcome e-mail with the link that sets their
+    /// password is the installer's: [`Registry::send_owner_access`]).
     pub fn complete_activation_steps(
         &self,
         system_id: i64,
@@ -676,6 +677,11 @@ impl Registry {
             )
             .map_err(sql_error("setting the stage"))?;
             Ok(stage)
+        })
+        .inspect(|_| {
+            if steps.contains(&"owner_access_granted") {
+                self.wake_mail();
+            }
         })
     }
 }
@@ -884,21 +890,30 @@ fn next_free_cell(tx: &Transaction<'_>, system_id: i64) -> Result<(i64, u16, u16
 /// The sign-in of the system's owner, created if needed (no password until they set one
 /// through a link): `(user id, e-mail, created now)`. `None` when the system has no owner,
 /// or the owner's e-mail already signs in someone who is not this owner.
-fn ensure_owner_user(
+pub(super) fn ensure_owner_user(
     tx: &Transaction<'_>,
     system_id: i64,
     now_us: i64,
 ) -> Result<Option<(i64, String, bool)>, Error> {
-    let owner: Option<(i64, String, String, String)> = tx
+    let owner: Option<(i64, String, String, String, String, String)> = tx
         .query_row(
-            "SELECT o.id, o.email, o.given_name, o.family_name
+            "SELECT o.id, o.email, o.given_name, o.family_name, o.phone, o.language
                FROM systems s JOIN owners o ON o.id = s.owner_id WHERE s.id = ?1",
             params![system_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            },
         )
         .optional()
         .map_err(sql_error("reading the owner"))?;
-    let Some((owner_id, email, given_name, family_name)) = owner else {
+    let Some((owner_id, email, given_name, family_name, phone, language)) = owner else {
         return Ok(None);
     };
     let existing: Option<(i64, Option<i64>)> = tx
@@ -913,10 +928,20 @@ fn ensure_owner_user(
         Some((user_id, Some(id))) if id == owner_id => Ok(Some((user_id, email, false))),
         Some(_) => Ok(None),
         None => {
+            // The owner's sign-in speaks the language their mails are written in.
             tx.execute(
-                "INSERT INTO users (email, given_name, family_name, role, owner_id, created_us)
-                 VALUES (?1, ?2, ?3, 'owner', ?4, ?5)",
-                params![email, given_name, family_name, owner_id, now_us],
+                "INSERT INTO users (email, given_name, family_name, phone, language, role,
+                                    owner_id, created_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'owner', ?6, ?7)",
+                params![
+                    email,
+                    given_name,
+                    family_name,
+                    phone,
+                    language,
+                    owner_id,
+                    now_us
+                ],
             )
             .map_err(sql_error(format!("adding owner {email:?}")))?;
             Ok(Some((tx.last_insert_rowid(), email, true)))
@@ -925,73 +950,55 @@ fn ensure_owner_user(
 }
 
 /// Gives the system's owner a sign-in once the system is operational, and queues the
-/// notice that says so (the link that sets the password comes from the installer:
-/// [`Registry::owner_sign_in_link`]).
+/// notice that says so, in the owner's language (the link that sets the password comes
+/// from the installer: [`Registry::send_owner_access`]). The fleet checks call this, so
+/// the notice's two wordings live here rather than with the portal's.
 fn grant_owner_access(tx: &Transaction<'_>, system_id: i64, now_us: i64) -> Result<(), Error> {
     let Some((_, email, true)) = ensure_owner_user(tx, system_id, now_us)? else {
         return Ok(());
     };
-    let system_name: String = tx
+    let (system_name, language): (String, String) = tx
         .query_row(
-            "SELECT name FROM systems WHERE id = ?1",
+            "SELECT s.name, o.language FROM systems s JOIN owners o ON o.id = s.owner_id
+              WHERE s.id = ?1",
             params![system_id],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .map_err(sql_error("reading the system's name"))?;
-    tx.execute(
-        "INSERT INTO email_outbox (created_us, to_address, subject, body_text)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![
-            now_us,
-            email,
+    let french = language.eq_ignore_ascii_case("fr");
+    let (subject, body_text) = if french {
+        (
+            format!("Votre installation solaire {system_name} est opérationnelle"),
+            format!(
+                "Bonjour,\n\nvotre installation {system_name} est opérationnelle : vous pouvez \
+                 désormais suivre sa production dans Sunfleet avec cette adresse e-mail. Votre \
+                 installateur vous envoie par e-mail le lien qui définit votre mot de passe.\n"
+            ),
+        )
+    } else {
+        (
             format!("Your solar system {system_name} is operational"),
             format!(
                 "Hello,\n\nyour system {system_name} is operational and you can now follow \
-                 its production in Sunfleet with this e-mail address. Your installer sends \
+                 its production in Sunfleet with this e-mail address. Your installer e-mails \
                  you the link that sets your password.\n"
-            )
-        ],
-    )
-    .map_err(sql_error("queueing the owner's notice"))?;
+            ),
+        )
+    };
+    queue_mail(
+        tx,
+        &NewMail {
+            to_address: email,
+            subject,
+            body_text,
+            kind: "owner_operational",
+            language: if french { "fr" } else { "en" }.to_owned(),
+            system_id: Some(system_id),
+            secret: None,
+        },
+        now_us,
+    )?;
     Ok(())
-}
-
-impl Registry {
-    /// A one-time link that lets the owner of one of `installer_id`'s systems set their
-    /// password (their sign-in is created if needed; earlier links stop working).
-    pub fn owner_sign_in_link(
-        &self,
-        installer_id: i64,
-        system_id: i64,
-        by_user: i64,
-        now_us: i64,
-    ) -> Result<Invitation, Error> {
-        self.transaction("creating the owner's sign-in link", |tx| {
-            let ours: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM systems WHERE id = ?1 AND installer_id = ?2)",
-                    params![system_id, installer_id],
-                    |row| row.get(0),
-                )
-                .map_err(sql_error("finding the system"))?;
-            if !ours {
-                return Err(Error::UnknownSystem { system_id });
-            }
-            let (user_id, email, _) = ensure_owner_user(tx, system_id, now_us)?
-                .ok_or(Error::NoOwnerSignIn { system_id })?;
-            let invitation = issue_password_token(tx, user_id, &email, now_us)?;
-            insert_audit(
-                tx,
-                Some(by_user),
-                "owner_link_created",
-                "system",
-                Some(system_id),
-                &email,
-                now_us,
-            )?;
-            Ok(invitation)
-        })
-    }
 }
 
 #[cfg(test)]

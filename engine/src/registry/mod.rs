@@ -19,6 +19,8 @@ mod devices;
 mod gateways;
 mod kiosk_links;
 mod members;
+mod outbox;
+mod owners;
 pub mod records;
 mod report_feeds;
 mod returns;
@@ -42,6 +44,11 @@ pub use devices::{DeviceRecord, ProvisionRefusal, ProvisioningRequest, TaskLine}
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 pub use kiosk_links::KIOSK_TOKEN_PREFIX;
 pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontractor};
+pub use outbox::{
+    MAIL_LEASE_US, MAIL_MAX_ATTEMPTS, MailRecord, MailState, NewMail, OutgoingMail,
+    mail_backoff_us, queue_mail,
+};
+pub use owners::{OwnerAccess, OwnerChange, OwnerInfo, OwnerUpdate};
 pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
 pub use returns::{
     MAX_RETURN_DEVICES, NewReturn, ReturnCandidate, ReturnContacts, ReturnDeviceType,
@@ -63,9 +70,10 @@ pub use system_settings::{
 pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::Notify;
 
 use crate::Error;
 use crate::directory::{DeviceDirectory, DeviceRef};
@@ -98,6 +106,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0006_service_request_history.sql"),
     ),
     (
+        "0008_mail_delivery",
+        include_str!("migrations/0008_mail_delivery.sql"),
+    ),
+    (
         "0009_production_off_status",
         include_str!("migrations/0009_production_off_status.sql"),
     ),
@@ -107,6 +119,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
 pub struct Registry {
     connection: Mutex<Connection>,
     path: PathBuf,
+    /// Woken when a mail is queued, so the deliverer sends it at once.
+    mail_queued: Arc<Notify>,
 }
 
 pub(crate) fn sql_error(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -138,6 +152,7 @@ impl Registry {
         Ok(Self {
             connection: Mutex::new(connection),
             path,
+            mail_queued: Arc::new(Notify::new()),
         })
     }
 

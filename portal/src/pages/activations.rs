@@ -9,17 +9,18 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use sunfleet_engine::ids::Serial;
 use sunfleet_engine::registry::{ACTIVATION_STEPS, Activation, ActivationForm, OwnerDetails};
 use sunfleet_engine::time::CivilDate;
 
-use super::{Chrome, link_base, render, valid_email};
+use super::{Chrome, render, valid_email};
 use crate::access::{Need, authorize};
 use crate::fleet::{self, STAGES, stage_label};
 use crate::i18n::Lang;
+use crate::mail::compose::owner_access_mail;
 use crate::server::AppState;
 use crate::session::blocking;
 use crate::{PortalError, Principal};
@@ -473,8 +474,8 @@ struct ActivationPage {
     editable: bool,
     saved: bool,
     months: [&'static str; 12],
-    /// The owner's sign-in link just made, shown once.
-    owner_link: Option<String>,
+    /// Where the owner's access was just e-mailed.
+    owner_access_sent: Option<String>,
 }
 
 impl ActivationPage {
@@ -504,7 +505,7 @@ fn blank_page(principal: &Principal, values: FormValues, errors: FieldErrors) ->
         editable: true,
         saved: false,
         months: MONTHS,
-        owner_link: None,
+        owner_access_sent: None,
     }
 }
 
@@ -700,7 +701,7 @@ fn details_page(
         editable,
         saved,
         months: MONTHS,
-        owner_link: None,
+        owner_access_sent: None,
     }
 }
 
@@ -730,18 +731,20 @@ pub async fn details(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct OwnerLinkForm {
+pub struct OwnerAccessForm {
     csrf_token: Option<String>,
 }
 
-/// Makes the link that lets the system's owner set their password (their sign-in is
-/// created if needed); shown once to the installer, who sends it to the owner.
-pub async fn owner_link(
+/// "Send system access to owner" (C1): the owner's sign-in is made if needed, and a welcome
+/// mail with a one-time link that sets their password is queued for them, in their
+/// language. The link is a credential for the owner's account: it goes only into the mail
+/// (and, until delivered, the outbox the platform administrator reads), never onto this
+/// page; the page says where it was sent.
+pub async fn send_owner_access(
     State(state): State<AppState>,
     principal: Principal,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(form): Form<OwnerLinkForm>,
+    Form(form): Form<OwnerAccessForm>,
 ) -> Result<Response, PortalError> {
     principal.check_csrf(form.csrf_token.as_deref())?;
     let activation = load(&state, &principal, id).await?;
@@ -753,18 +756,20 @@ pub async fn owner_link(
     let installer = activation.installer_id;
     let registry = Arc::clone(state.registry());
     let user = principal.user.id;
-    let made = blocking(move || {
+    let base = state.public_base();
+    let sent = blocking(move || {
+        let contact = registry.company_contact(installer)?.unwrap_or_default();
         let now = sunfleet_engine::time::now_micros();
-        Ok(registry.owner_sign_in_link(installer, id, user, now)?)
+        Ok(
+            registry.send_owner_access(installer, id, user, now, |access| {
+                owner_access_mail(access, &base, &contact)
+            })?,
+        )
     })
     .await;
     let mut errors = Vec::new();
-    let link = match made {
-        Ok(invitation) => Some(format!(
-            "{}/welcome?token={}",
-            link_base(&state, &headers),
-            invitation.token
-        )),
+    let sent_to = match sent {
+        Ok(owner) => Some(owner.email),
         Err(PortalError::Engine(sunfleet_engine::Error::NoOwnerSignIn { .. })) => {
             errors.push((
                 "owner_email",
@@ -779,7 +784,7 @@ pub async fn owner_link(
     };
     let values = FormValues::from_activation(&activation);
     let mut page = details_page(&principal, &activation, values, errors, false);
-    page.owner_link = link;
+    page.owner_access_sent = sent_to;
     form_page(&page)
 }
 

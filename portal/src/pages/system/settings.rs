@@ -1,15 +1,16 @@
 //! A system's settings (T1–T5), behind the gear icon: an overview (owner, ids, location,
-//! installer), labour reimbursement claims, the installer reference and switches, the
-//! production estimate and threshold, the arrays with their builder, and self-service
-//! (R1–R3: return requests, replacements, gateway replacement). Each section has
-//! its own address. Everyone who may see the system sees them; only its installers
-//! (`Need::ManageSystem`) get forms. A save checks the CSRF token, validates every field
-//! (the form comes back with the entered values and each field's error, nothing saved),
-//! writes one registry transaction with its audit entry, and redirects to the section with
-//! a notice.
+//! installer; the owner's details are a form, C2), labour reimbursement claims, the
+//! installer reference and switches, the production estimate and threshold, the arrays
+//! with their builder, and self-service (R1–R3: return requests, replacements, gateway
+//! replacement). Each section has its own address. Everyone who may see the system sees
+//! them; only its installers (`Need::ManageSystem`) get forms. A save checks the CSRF
+//! token, validates every field (the form comes back with the entered values and each
+//! field's error, nothing saved), writes one registry transaction with its audit entry,
+//! and redirects to the section with a notice.
 
 mod arrays;
 mod labor;
+mod owner;
 mod self_service;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use sunfleet_engine::time::CivilDate;
 
 pub use arrays::{arrays_page, builder_page, save_builder};
 pub use labor::{labor_page, submit_claim};
+pub use owner::{parse_owner, save_owner};
 pub use self_service::{
     pick_return_device, return_form, search_return_devices, self_service, submit_return,
 };
@@ -307,6 +309,9 @@ struct OverviewPage {
     /// `None` when there is none or the principal may not see it.
     owner: Option<OwnerDetails>,
     owner_hidden: bool,
+    /// The owner's details as a form (C2), for those who may change the system.
+    owner_form: Option<Entered>,
+    languages: Vec<Choice>,
     installer: CompanyContact,
     coordinates: String,
     address: Vec<String>,
@@ -314,23 +319,64 @@ struct OverviewPage {
     edit_href: Option<String>,
 }
 
+/// The notice after the owner's details were saved (C2).
+fn owner_notice(lang: Lang, saved: Option<&str>) -> Option<String> {
+    let text = match saved? {
+        "owner" => "Saved. The owner was e-mailed the changed details.",
+        "owner_moved" => {
+            "Saved. The owner was e-mailed the changed details, at the new and at the previous address."
+        }
+        "unchanged" => "Nothing changed, so no e-mail was sent.",
+        _ => "Saved.",
+    };
+    Some(lang.t(text).to_owned())
+}
+
 pub async fn overview(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u32>,
+    Query(query): Query<SavedQuery>,
 ) -> Result<Response, PortalError> {
-    let (chrome, system) = load(&state, &principal, id, "settings").await?;
+    let notice = owner_notice(principal.lang(), query.saved.as_deref());
+    overview_page(&state, &principal, id, None, notice).await
+}
+
+/// The overview; `entered` is the owner form as posted (with its errors), or `None` for
+/// the saved details.
+async fn overview_page(
+    state: &AppState,
+    principal: &Principal,
+    id: u32,
+    entered: Option<Entered>,
+    notice: Option<String>,
+) -> Result<Response, PortalError> {
+    let (chrome, system) = load(state, principal, id, "settings").await?;
     let lang = principal.lang();
     let details = &system.details;
     let registry = Arc::clone(state.registry());
     let installer_id = details.installer_id;
-    let installer = blocking(move || Ok(registry.company_contact(installer_id)?))
-        .await?
-        .unwrap_or_default();
-    // The owner's contact details are for the installer's own people and the owner.
+    let system_id = i64::from(id);
+    let (installer, owner_info) = blocking(move || {
+        Ok((
+            registry.company_contact(installer_id)?,
+            registry.system_owner(system_id)?,
+        ))
+    })
+    .await?;
+    let installer = installer.unwrap_or_default();
+    // The owner's contact details are for the installer's own people, the owner, and
+    // whoever may change the system (they get the owner's details as a form: C2).
     let installer_member = principal.user.company_id == Some(details.installer_id);
-    let owner_may_see = installer_member || principal.user.owner_id.is_some();
+    let can_edit_owner = system.can_manage && owner_info.is_some();
+    let owner_may_see = installer_member || principal.user.owner_id.is_some() || can_edit_owner;
     let owner = details.owner.clone().filter(|_| owner_may_see);
+    let owner_form = match (can_edit_owner, entered, owner_info) {
+        (false, _, _) => None,
+        (true, Some(entered), _) => Some(entered),
+        (true, None, Some(info)) => Some(owner::values(&info)),
+        (true, None, None) => None,
+    };
     let coordinates = match (details.latitude, details.longitude) {
         (Some(latitude), Some(longitude)) => format!(
             "{}, {}",
@@ -352,20 +398,36 @@ pub async fn overview(
     .into_iter()
     .filter(|line| !line.is_empty())
     .collect();
+    let languages = Lang::ALL
+        .iter()
+        .map(|l| Choice {
+            value: l.code().to_owned(),
+            label: l.name().to_owned(),
+            selected: owner_form
+                .as_ref()
+                .is_some_and(|form| form.get("owner_language") == l.code()),
+        })
+        .collect();
     let page = OverviewPage {
         sections: sections(lang, id, "overview"),
-        notice: None,
+        notice,
         owner_hidden: details.owner.is_some() && !owner_may_see,
         owner,
+        owner_form,
+        languages,
         installer,
         coordinates,
         address,
-        edit_href: (installer_member && authorize(&principal, Need::ActivateSystems).is_ok())
+        edit_href: (installer_member && authorize(principal, Need::ActivateSystems).is_ok())
             .then(|| format!("/activations/{id}")),
         chrome,
         system,
     };
-    render("system settings overview", &page)
+    let response = render("system settings overview", &page)?;
+    Ok(match &page.owner_form {
+        Some(form) => form_page(response, form),
+        None => response,
+    })
 }
 
 // ---------------------------------------------------------------- T3 references and more
