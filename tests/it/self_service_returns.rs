@@ -8,58 +8,18 @@
 
 use std::collections::BTreeSet;
 
-use crate::demo::{PASSWORD, start_demo_for};
+use crate::demo::start_demo_for;
 use crate::free_tcp_port;
-use crate::http::{Client, Response, hidden_field};
+use crate::http::{User, hidden_field};
 
-struct User {
-    client: Client,
-    csrf: String,
-}
-
-impl User {
-    fn sign_in(portal: &str, email: &str) -> Self {
-        let mut client = Client::new(portal);
-        assert_eq!(client.sign_in(email, PASSWORD).status, 303, "{email}");
-        let csrf = hidden_field(&client.get("/account").body, "csrf_token").unwrap();
-        Self { client, csrf }
-    }
-
-    fn get(&mut self, path: &str) -> Response {
-        self.client.get(path)
-    }
-
-    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
-        let mut with_token = vec![("csrf_token", self.csrf.as_str())];
-        with_token.extend_from_slice(fields);
-        self.client.post_form(path, &with_token)
-    }
-
-    fn system_ids(&mut self) -> BTreeSet<u64> {
-        crate::demo::system_ids(&mut self.client)
-    }
-
-    /// Rows of a query in the user's scope, as JSON objects.
-    fn sql(&mut self, text: &str) -> Vec<serde_json::Value> {
-        let answer = self.client.request(
-            "POST",
-            "/api/sql?format=json",
-            &[("X-CSRF-Token", &self.csrf), ("Content-Type", "text/plain")],
-            Some(text),
-        );
-        assert_eq!(answer.status, 200, "{text}: {}", answer.body);
-        serde_json::from_str(&answer.body).unwrap()
-    }
-
-    /// The system's devices of `device_type` whose serial starts with `prefix`, as the
-    /// form's search box finds them.
-    fn search(&mut self, system: u64, device_type: &str, prefix: &str) -> Vec<String> {
-        let page = self.get(&format!(
-            "/systems/{system}/settings/self-service/return/devices?device_type={device_type}&serial_search={prefix}"
-        ));
-        assert_eq!(page.status, 200, "{}", page.body);
-        attributes(&page.body, "data-serial")
-    }
+/// The system's devices of `device_type` whose serial starts with `prefix`, as the form's
+/// search box finds them.
+fn search(user: &mut User, system: u64, device_type: &str, prefix: &str) -> Vec<String> {
+    let page = user.get(&format!(
+        "/systems/{system}/settings/self-service/return/devices?device_type={device_type}&serial_search={prefix}"
+    ));
+    assert_eq!(page.status, 200, "{}", page.body);
+    attributes(&page.body, "data-serial")
 }
 
 /// How many service requests the registry holds (the platform administrator sees all).
@@ -98,8 +58,10 @@ fn installers_request_returns_and_the_manufacturer_follows_them_up() {
     let before = requests(&mut operator);
 
     // The owner's system, which its installer manages.
-    let company = installer.system_ids();
-    let target = *owner.system_ids().first().expect("the owner has a system");
+    let company = crate::demo::system_ids(&mut installer.client);
+    let target = *crate::demo::system_ids(&mut owner.client)
+        .first()
+        .expect("the owner has a system");
     assert!(company.contains(&target));
     let settings = format!("/systems/{target}/settings");
 
@@ -122,13 +84,13 @@ fn installers_request_returns_and_the_manufacturer_follows_them_up() {
     );
 
     // The search finds the system's devices of the chosen type by serial prefix.
-    let micros = installer.search(target, "microinverter", "");
+    let micros = search(&mut installer, target, "microinverter", "");
     assert!(micros.len() >= 3, "{micros:?}");
     let prefix = &micros[1][..10];
-    let found = installer.search(target, "microinverter", prefix);
+    let found = search(&mut installer, target, "microinverter", prefix);
     assert!(found.contains(&micros[1]), "{found:?}");
     assert!(found.iter().all(|s| s.starts_with(prefix)), "{found:?}");
-    let batteries = installer.search(target, "battery", "");
+    let batteries = search(&mut installer, target, "battery", "");
     assert!(batteries.iter().all(|s| !micros.contains(s)));
     assert_eq!(
         installer
@@ -150,7 +112,7 @@ fn installers_request_returns_and_the_manufacturer_follows_them_up() {
     );
     // Another system's unit is not offered.
     let other = *company.iter().find(|id| **id != target).unwrap();
-    let foreign = installer.search(other, "microinverter", "")[0].clone();
+    let foreign = search(&mut installer, other, "microinverter", "")[0].clone();
     assert_eq!(
         installer
             .get(&format!(
@@ -298,7 +260,7 @@ fn installers_request_returns_and_the_manufacturer_follows_them_up() {
 
     // A subcontractor without a grant does not find the system; the owner may look but
     // not file; nothing is written.
-    let granted = subcontractor.system_ids();
+    let granted = crate::demo::system_ids(&mut subcontractor.client);
     let ungranted = *company
         .iter()
         .find(|id| !granted.contains(id))
