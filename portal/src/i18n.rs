@@ -182,6 +182,7 @@ impl Lang {
 }
 
 mod fr_devices;
+mod fr_replacements;
 mod fr_settings;
 mod fr_system;
 
@@ -192,6 +193,7 @@ const FRENCH_TABLES: &[&[(&str, &str)]] = &[
     fr_system::FRENCH,
     fr_settings::FRENCH,
     fr_devices::FRENCH,
+    fr_replacements::FRENCH,
 ];
 
 /// Whether `text` has a French entry (for the pages' own tests of the labels they compute).

@@ -7,6 +7,7 @@ mod demo;
 mod http;
 mod import_export;
 mod members;
+mod self_service_replacements;
 mod serve;
 mod sql_endpoints;
 mod sweep;

@@ -20,6 +20,7 @@ mod gateways;
 mod kiosk_links;
 mod members;
 pub mod records;
+mod replacements;
 mod report_feeds;
 mod secret_links;
 mod service_requests;
@@ -39,6 +40,10 @@ pub use devices::{DeviceRecord, ProvisionRefusal, ProvisioningRequest, TaskLine}
 pub use gateways::{GatewaySession, GatewayTask, TaskProgress, TaskReport};
 pub use kiosk_links::KIOSK_TOKEN_PREFIX;
 pub use members::{Grant, INVITATION_LIFETIME_US, Invitation, NewMember, Subcontractor};
+pub use replacements::{
+    CompletedGatewayReplacement, DeviceReplacement, GatewayReplacement, GatewayReplacementRefusal,
+    MovedDevices, ReplacementRefusal,
+};
 pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
 pub use secret_links::{NewSecret, SecretSummary};
 pub use service_requests::{NewServiceRequest, service_request_number};
@@ -82,6 +87,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_kiosk_links",
         include_str!("migrations/0005_kiosk_links.sql"),
+    ),
+    (
+        "0007_device_gateways",
+        include_str!("migrations/0007_device_gateways.sql"),
     ),
 ];
 

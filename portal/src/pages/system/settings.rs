@@ -9,6 +9,7 @@
 
 mod arrays;
 mod labor;
+mod replacements;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,9 @@ use sunfleet_engine::time::CivilDate;
 
 pub use arrays::{arrays_page, builder_page, save_builder};
 pub use labor::{labor_page, submit_claim};
+pub use replacements::{
+    gateway_form, replacement_form, submit_gateway, submit_replacement, submit_reprovision,
+};
 
 use super::{SystemChrome, load};
 use crate::access::{Need, authorize};
