@@ -461,3 +461,26 @@ fn parse_at(text: &str) -> anyhow::Result<i64> {
     );
     Ok(date.start_micros() + (hours * 3_600 + minutes * 60) * 1_000_000)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_name_both_gateways() {
+        assert_eq!(
+            parse_command("  replace-gateway 121990000777 121990000778 "),
+            Ok(Command::ReplaceGateway {
+                old: "121990000777".parse().unwrap(),
+                new: "121990000778".parse().unwrap(),
+            })
+        );
+        for bad in [
+            "replace-gateway 121990000777",
+            "replace-gateway 12199x 121990000778",
+            "reboot 121990000777",
+        ] {
+            assert!(parse_command(bad).is_err(), "{bad}");
+        }
+    }
+}

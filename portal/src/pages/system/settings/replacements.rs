@@ -38,7 +38,9 @@ use crate::session::blocking;
 use crate::{PortalError, Principal};
 
 /// Replacements listed under the form.
-const HISTORY: u32 = 20;
+const HISTORY: usize = 20;
+/// Replacements read to find the ones a submission just made (they are the newest).
+const RECENT: u32 = 50;
 
 /// A serial as people type it: exactly the 12 digits on the label (spaces around are
 /// forgiven).
@@ -185,7 +187,7 @@ async fn replacement_page(
         let system_id = i64::from(id);
         Ok((
             registry.micros_and_batteries(system_id)?,
-            registry.device_replacements(system_id, HISTORY.max(50))?,
+            registry.device_replacements(system_id, RECENT)?,
         ))
     })
     .await?;
@@ -213,7 +215,7 @@ async fn replacement_page(
         .collect::<Vec<_>>();
     let history = replacements
         .iter()
-        .take(HISTORY as usize)
+        .take(HISTORY)
         .map(|r| replacement_line(r, &system, lang))
         .collect();
     let notice = (!done_lines.is_empty()).then(|| {
