@@ -87,6 +87,51 @@ pub struct SimulateArgs {
         allow_negative_numbers = true
     )]
     longitude: f64,
+    /// Read commands from standard input while the live run goes on, one a line:
+    /// `replace-gateway <old serial> <new serial>` swaps a site's gateway for a new one (the
+    /// installer's part of a gateway replacement).
+    #[arg(long)]
+    commands: bool,
+}
+
+/// What an operator may do to the running simulation (`--commands`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    ReplaceGateway { old: Serial, new: Serial },
+}
+
+fn parse_command(line: &str) -> Result<Command, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["replace-gateway", old, new] => {
+            let serial = |text: &str| text.parse::<Serial>().map_err(|e| format!("{text:?}: {e}"));
+            Ok(Command::ReplaceGateway {
+                old: serial(old)?,
+                new: serial(new)?,
+            })
+        }
+        _ => Err(format!(
+            "{line:?}: the command is `replace-gateway <old serial> <new serial>`"
+        )),
+    }
+}
+
+/// Reads commands from standard input on a thread of its own (reading blocks); ends with
+/// the input.
+fn read_commands() -> tokio::sync::mpsc::UnboundedReceiver<Result<Command, String>> {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if sender.send(parse_command(&line)).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
 }
 
 /// The generator's limit on fleet size (serial number blocks).
@@ -284,6 +329,7 @@ fn live(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     let every = Duration::from_secs_f64(args.progress_every.max(0.1));
     let duration = args.duration.map(Duration::from_secs_f64);
+    let mut commands = args.commands.then(read_commands);
     let totals = runtime.block_on(async move {
         let simulator = Simulator::start(config).await?;
         eprintln!(
@@ -301,6 +347,18 @@ fn live(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                         break;
                     }
                 }
+                Some(command) = next_command(&mut commands) => match command {
+                    Ok(Command::ReplaceGateway { old, new }) => {
+                        match simulator
+                            .control(old, crate::simulator::Control::ReplaceGateway { new })
+                            .await
+                        {
+                            Ok(()) => eprintln!("gateway {old} is being replaced by {new}"),
+                            Err(error) => eprintln!("replace-gateway: {error:#}"),
+                        }
+                    }
+                    Err(message) => eprintln!("{message}"),
+                },
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
@@ -349,6 +407,22 @@ fn live(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The next command, or never when there are none (no `--commands`, or the input ended).
+async fn next_command(
+    commands: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Result<Command, String>>>,
+) -> Option<Result<Command, String>> {
+    match commands {
+        Some(receiver) => match receiver.recv().await {
+            Some(command) => Some(command),
+            None => {
+                *commands = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 fn progress_line(p: &Progress, elapsed: Duration) -> String {
     let lag_note = if p.in_flight > 0 {
         format!("{} in flight", p.in_flight)
@@ -386,4 +460,27 @@ fn parse_at(text: &str) -> anyhow::Result<i64> {
         bad()
     );
     Ok(date.start_micros() + (hours * 3_600 + minutes * 60) * 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_name_both_gateways() {
+        assert_eq!(
+            parse_command("  replace-gateway 121990000777 121990000778 "),
+            Ok(Command::ReplaceGateway {
+                old: "121990000777".parse().unwrap(),
+                new: "121990000778".parse().unwrap(),
+            })
+        );
+        for bad in [
+            "replace-gateway 121990000777",
+            "replace-gateway 12199x 121990000778",
+            "reboot 121990000777",
+        ] {
+            assert!(parse_command(bad).is_err(), "{bad}");
+        }
+    }
 }

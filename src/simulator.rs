@@ -10,8 +10,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -20,7 +20,7 @@ use sunfleet_engine::telemetry::{
     ConsumptionMeterMode, DeviceEvent, EventKind, EventState, TelemetryBatch, micro_status,
 };
 use sunfleet_engine::time::CivilDate;
-use sunfleet_fixtures::gateway::{GatewaySim, UploadKind};
+use sunfleet_fixtures::gateway::{GatewaySim, ReplacedKind, UploadKind};
 use sunfleet_fixtures::world::SystemSpec;
 use sunfleet_fixtures::{Fleet, FleetConfig};
 use sunfleet_ingest::frame::{ErrorCode, TaskKind, TaskState};
@@ -89,6 +89,11 @@ pub enum Control {
     /// sees low DC insulation resistance ([`micro_status::DC_RESISTANCE_LOW`]) and stops
     /// until a task clears it.
     Latch { micro: Serial, status: u16 },
+    /// The installer swaps the site's gateway for gateway `new` (R3): the old gateway's
+    /// connection closes and the site reconnects with the new gateway's certificate. What
+    /// the old gateway had not delivered yet is delivered by the new one, so nothing
+    /// measured in between is lost.
+    ReplaceGateway { new: Serial },
 }
 
 #[derive(Debug, Default)]
@@ -171,7 +176,8 @@ pub struct Simulator {
     clock: SimClock,
     stop: watch::Sender<bool>,
     gateways: Vec<tokio::task::JoinHandle<()>>,
-    controls: HashMap<Serial, mpsc::Sender<Control>>,
+    /// By gateway serial; a replaced gateway's site answers to both serials.
+    controls: Mutex<HashMap<Serial, mpsc::Sender<Control>>>,
 }
 
 impl Simulator {
@@ -226,6 +232,7 @@ impl Simulator {
                 endpoint: endpoint.clone(),
                 server: config.server,
                 quic,
+                ca: Arc::clone(&config.ca),
                 options,
                 handshakes: Arc::clone(&handshakes),
                 reboot_pause: config.reboot_pause,
@@ -243,7 +250,7 @@ impl Simulator {
             clock,
             stop,
             gateways,
-            controls,
+            controls: Mutex::new(controls),
         })
     }
 
@@ -251,14 +258,27 @@ impl Simulator {
         self.counters.progress(self.gateways.len(), self.clock)
     }
 
-    /// Acts on a simulated system from outside.
+    /// Acts on a simulated system from outside, through its gateway's serial (after a
+    /// gateway replacement, either serial).
     pub async fn control(&self, gateway: Serial, control: Control) -> anyhow::Result<()> {
-        self.controls
+        let sender = self
+            .controls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&gateway)
-            .with_context(|| format!("no simulated gateway {gateway}"))?
+            .cloned()
+            .with_context(|| format!("no simulated gateway {gateway}"))?;
+        sender
             .send(control)
             .await
-            .map_err(|_| anyhow::anyhow!("simulated gateway {gateway} has stopped"))
+            .map_err(|_| anyhow::anyhow!("simulated gateway {gateway} has stopped"))?;
+        if let Control::ReplaceGateway { new } = control {
+            self.controls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(new, sender);
+        }
+        Ok(())
     }
 
     /// Stops making readings, lets every gateway send what it holds and wait for the acks
@@ -282,6 +302,8 @@ struct Link {
     endpoint: quinn::Endpoint,
     server: SocketAddr,
     quic: quinn::ClientConfig,
+    /// Signs the certificate of a gateway that replaces the site's.
+    ca: Arc<FleetCa>,
     options: GatewayOptions,
     handshakes: Arc<Semaphore>,
     reboot_pause: Duration,
@@ -290,6 +312,8 @@ struct Link {
 /// What ends a connection's loop.
 enum Next {
     Reconnect(Duration),
+    /// The site's gateway was swapped for this one.
+    Replaced(Serial),
     Stop,
 }
 
@@ -317,13 +341,15 @@ impl SimulatedGateway {
 
     async fn run(
         mut self,
-        link: Link,
+        mut link: Link,
         clock: SimClock,
         tick: Duration,
         mut stop: watch::Receiver<bool>,
         mut controls: mpsc::Receiver<Control>,
     ) {
         let mut backoff = Duration::from_millis(200);
+        // A gateway put in by a replacement may connect before the registry knows it.
+        let mut replacement = false;
         loop {
             let connection = {
                 let Ok(_permit) = link.handshakes.acquire().await else {
@@ -353,6 +379,11 @@ impl SimulatedGateway {
                     next
                 }
                 Err(error) => match error.close_code() {
+                    Some(ErrorCode::UnknownGateway) if replacement => {
+                        tracing::info!(gateway = %self.serial(), "the new gateway is not registered yet; retrying");
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        Next::Reconnect(backoff)
+                    }
                     Some(
                         ErrorCode::UnknownGateway
                         | ErrorCode::RetiredGateway
@@ -371,6 +402,15 @@ impl SimulatedGateway {
             };
             match next {
                 Next::Stop => return,
+                Next::Replaced(new) => {
+                    if let Err(error) = self.replace_gateway(&mut link, new) {
+                        tracing::error!(gateway = %self.serial(), %error, "cannot put in the new gateway; this site stops");
+                        return;
+                    }
+                    replacement = true;
+                    backoff = Duration::from_millis(200);
+                    tokio::time::sleep(link.reboot_pause).await;
+                }
                 Next::Reconnect(pause) => {
                     if *stop.borrow() && self.outbox.is_empty() {
                         return;
@@ -462,14 +502,21 @@ impl SimulatedGateway {
                             break Next::Reconnect(Duration::from_millis(200));
                         }
                     },
-                    Some(control) = controls.recv() => self.apply(control, clock.now_us()),
+                    Some(control) = controls.recv() => {
+                        if let Some(new) = self.apply(control, clock.now_us()) {
+                            let _ = sender.finish();
+                            break Next::Replaced(new);
+                        }
+                    }
                     _ = stop.changed() => {}
                 }
             },
         };
         reader.abort();
-        if matches!(next, Next::Stop) {
-            connection.close(0u32.into(), b"simulation over");
+        match next {
+            Next::Stop => connection.close(0u32.into(), b"simulation over"),
+            Next::Replaced(_) => connection.close(0u32.into(), b"gateway replaced"),
+            Next::Reconnect(_) => {}
         }
         next
     }
@@ -558,6 +605,8 @@ impl SimulatedGateway {
                         None => {
                             let mut again = (*upload.batch).clone();
                             again.seq = BatchSeq(wire);
+                            // Sent by whichever gateway the site has now.
+                            again.gateway = self.serial();
                             Arc::new(again)
                         }
                     };
@@ -583,12 +632,14 @@ impl SimulatedGateway {
         Ok(())
     }
 
-    fn apply(&mut self, control: Control, now_us: i64) {
+    /// Applies a control; returns the new gateway when the site's gateway is swapped.
+    fn apply(&mut self, control: Control, now_us: i64) -> Option<Serial> {
         match control {
+            Control::ReplaceGateway { new } => return Some(new),
             Control::Latch { micro, status } => {
                 let Some(kind) = latch_event(status) else {
                     tracing::warn!(status, "not a latching status");
-                    return;
+                    return None;
                 };
                 let state = self.sim.state_mut();
                 if state.latched_status(micro).is_none() {
@@ -602,6 +653,22 @@ impl SimulatedGateway {
                 }
             }
         }
+        None
+    }
+
+    /// Puts gateway `new` in place of the site's: its own certificate, the same devices,
+    /// and every batch the old one had not delivered.
+    fn replace_gateway(&mut self, link: &mut Link, new: Serial) -> anyhow::Result<()> {
+        let identity = GatewayIdentity {
+            serial: new,
+            ca_pem: link.ca.cert_pem().to_owned(),
+            certificate: link.ca.issue_gateway(new)?,
+        };
+        link.quic = client_config(&identity, &link.options)?;
+        tracing::info!(old = %self.serial(), %new, "gateway replaced");
+        self.sim.replace_gateway(new);
+        self.outbox.relabel(new);
+        Ok(())
     }
 
     /// Runs a task (or answers again for one already run). Returns whether the gateway
@@ -644,16 +711,42 @@ impl SimulatedGateway {
             TaskKind::Reboot => Ok("rebooting".into()),
             TaskKind::ProvisionDevices => {
                 let serials = parse_serials(parameters)?;
-                let added: Vec<String> = serials
-                    .into_iter()
-                    .filter(|s| self.sim.provision_micro(*s))
-                    .map(|s| s.to_string())
-                    .collect();
-                Ok(format!(
+                if let Some(old) = optional_serial(parameters, "replaces")? {
+                    let [new] = serials.as_slice() else {
+                        return Err("a replacement names exactly one new serial".into());
+                    };
+                    return match self.sim.replace_device(old, *new) {
+                        Some(ReplacedKind::Microinverter) => Ok(format!(
+                            "microinverter {old} replaced by {new}: it reports in its place"
+                        )),
+                        Some(ReplacedKind::Battery) => Ok(format!(
+                            "battery {old} replaced by {new}: it reports in its place"
+                        )),
+                        None => Err(format!(
+                            "device {old} is not behind this gateway, or {new} is already: nothing replaced"
+                        )),
+                    };
+                }
+                let (mut added, mut batteries) = (Vec::new(), Vec::new());
+                for serial in serials {
+                    if self.sim.has_battery(serial) {
+                        batteries.push(serial.to_string());
+                    } else if self.sim.provision_micro(serial) {
+                        added.push(serial.to_string());
+                    }
+                }
+                let mut message = format!(
                     "provisioned {} microinverter(s): {}",
                     added.len(),
                     added.join(", ")
-                ))
+                );
+                if !batteries.is_empty() {
+                    message.push_str(&format!(
+                        "; battery(ies) provisioned with this gateway: {}",
+                        batteries.join(", ")
+                    ));
+                }
+                Ok(message)
             }
             TaskKind::MeterMode => {
                 if spec.consumption_meter.is_none() {
@@ -744,6 +837,22 @@ fn parameter(parameters: &str, name: &str) -> Result<String, String> {
         .and_then(|v| v.as_str())
         .map(str::to_owned)
         .ok_or_else(|| format!("parameter {name:?} (a string) is missing"))
+}
+
+/// A serial parameter that may be absent (`{"replaces": "000000012345"}`).
+fn optional_serial(parameters: &str, name: &str) -> Result<Option<Serial>, String> {
+    match parse_json(parameters)?.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => {
+            text.parse::<Serial>().map(Some).map_err(|e| e.to_string())
+        }
+        Some(serde_json::Value::Number(n)) => n
+            .to_string()
+            .parse::<Serial>()
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Some(other) => Err(format!("{name}: {other} is not a serial number")),
+    }
 }
 
 /// `{"serials": ["000000012345", 12346]}`.

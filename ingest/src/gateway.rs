@@ -359,6 +359,19 @@ impl Outbox {
         (batches, readings)
     }
 
+    /// Puts every batch not yet acknowledged under gateway `serial` (the site's gateway was
+    /// replaced: what the old one held is delivered by the new one, in the same order and
+    /// numbering).
+    pub fn relabel(&mut self, serial: Serial) {
+        for batch in &mut self.batches {
+            if batch.gateway != serial {
+                let mut copy = (**batch).clone();
+                copy.gateway = serial;
+                *batch = Arc::new(copy);
+            }
+        }
+    }
+
     /// The oldest batch not acknowledged.
     pub fn oldest(&self) -> Option<&Arc<TelemetryBatch>> {
         self.batches.front()

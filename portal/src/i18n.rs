@@ -184,6 +184,7 @@ impl Lang {
 mod fr_devices;
 mod fr_diagnostics;
 mod fr_mail;
+mod fr_replacements;
 mod fr_returns;
 mod fr_settings;
 mod fr_system;
@@ -197,6 +198,7 @@ const FRENCH_TABLES: &[&[(&str, &str)]] = &[
     fr_devices::FRENCH,
     fr_diagnostics::FRENCH,
     fr_mail::FRENCH,
+    fr_replacements::FRENCH,
     fr_returns::FRENCH,
 ];
 

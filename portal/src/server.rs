@@ -257,6 +257,20 @@ pub fn router(state: AppState) -> Router {
             "/systems/{id}/settings/self-service/return/pick",
             get(pages::system::settings::pick_return_device),
         )
+        .route(
+            "/systems/{id}/settings/self-service/replacement",
+            get(pages::system::settings::replacement_form)
+                .post(pages::system::settings::submit_replacement),
+        )
+        .route(
+            "/systems/{id}/settings/self-service/gateway",
+            get(pages::system::settings::gateway_form)
+                .post(pages::system::settings::submit_gateway),
+        )
+        .route(
+            "/systems/{id}/settings/self-service/gateway/reprovision",
+            post(pages::system::settings::submit_reprovision),
+        )
         .route("/systems/{id}/devices", get(pages::system::devices::page))
         .route(
             "/systems/{id}/devices/provision",

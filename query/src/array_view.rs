@@ -1,5 +1,6 @@
 //! The array view (S2): each microinverter's energy and peak power over a day or a range,
-//! placed where it sits in its array.
+//! placed where it sits in its array. A cell whose unit replaced others (R2) counts their
+//! readings in the range too: the cell's history continues across the swap.
 
 use std::collections::HashMap;
 
@@ -23,7 +24,7 @@ pub struct ArrayPanel {
     pub cells: Vec<ArrayCell>,
 }
 
-/// One microinverter in its array.
+/// One microinverter in its array (with the readings of the units it replaced).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrayCell {
     pub row: i64,
@@ -89,6 +90,7 @@ impl QueryEngine {
                 ),
             )
             .await?;
+        let predecessors = self.predecessors(system).await?;
         let mut produced: HashMap<i64, (i64, i64, i64)> = HashMap::new();
         let (ids, joules, peaks, counts) = (
             production.i64s(0),
@@ -138,10 +140,16 @@ impl QueryEngine {
             let Some(Ok(device_id)) = device_ids[i].map(u32::try_from) else {
                 continue;
             };
-            let (joules, peak, count) = produced
-                .get(&i64::from(device_id))
-                .copied()
-                .unwrap_or((0, 0, 0));
+            let lineage = predecessors
+                .get(&device_id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let (joules, peak, count) = std::iter::once(&device_id)
+                .chain(lineage)
+                .filter_map(|d| produced.get(&i64::from(*d)))
+                .fold((0, 0, 0), |(j, p, c), (dj, dp, dc)| {
+                    (j + dj, p.max(*dp), c + dc)
+                });
             let cell = ArrayCell {
                 row: rows[i].unwrap_or(0),
                 column: columns[i].unwrap_or(0),

@@ -31,8 +31,9 @@ pub struct DeviceFigures {
     pub kind: String,
     /// Time of the newest reading (its interval's end).
     pub last_report_us: Option<i64>,
-    /// Microinverters: every reading's energy added up; meters: their own lifetime counter
-    /// of energy delivered at the newest reading.
+    /// Microinverters: every reading's energy added up, the readings of the units it
+    /// replaced included (its lineage); meters: their own lifetime counter of energy
+    /// delivered at the newest reading.
     pub lifetime_energy_wh: Option<f64>,
     /// Meters: the lifetime counter of energy received (export through a net meter).
     pub lifetime_received_wh: Option<f64>,
@@ -150,9 +151,16 @@ impl QueryEngine {
         // Microinverters.
         let micros = of_kind(&figures, "microinverter");
         if !micros.is_empty() {
-            for (device, joules) in self.micro_lifetime_j(system, &stale).await? {
-                if let Some(f) = figures.get_mut(&device) {
-                    f.lifetime_energy_wh = Some(joules as f64 / 3600.0);
+            let own = self.micro_lifetime_j(system, &stale).await?;
+            let predecessors = self.predecessors(system).await?;
+            for device in &micros {
+                let lineage = predecessors.get(device).map(Vec::as_slice).unwrap_or(&[]);
+                let sums: Vec<u64> = std::iter::once(device)
+                    .chain(lineage)
+                    .filter_map(|d| own.get(d).copied())
+                    .collect();
+                if let (false, Some(f)) = (sums.is_empty(), figures.get_mut(device)) {
+                    f.lifetime_energy_wh = Some(sums.iter().sum::<u64>() as f64 / 3600.0);
                 }
             }
             let columns = ["status", "ac_power_w"];

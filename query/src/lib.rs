@@ -10,7 +10,8 @@
 //! - [`series`]: production series for graphs, from rollups and fresh raw readings;
 //!   [`site`]: a site's production, consumption, net import and battery per bucket;
 //!   [`live`]: each device's freshest reading; [`devices`]: per-device figures, readings
-//!   and reported events of one system.
+//!   and reported events of one system; [`lineage`]: the units a device replaced, whose
+//!   history its own continues.
 //! - [`checks`]: the fleet checks; [`activation`]: the activation checklist advancing
 //!   from what gateways report.
 
@@ -24,6 +25,7 @@ pub mod devices;
 pub mod engine;
 pub mod error;
 pub mod flight;
+pub mod lineage;
 pub mod live;
 pub mod output;
 pub mod overview;

@@ -60,7 +60,8 @@ impl Granularity {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesRequest {
     pub system_id: u32,
-    /// One microinverter (its device id); `None`: the whole system.
+    /// One microinverter (its device id), with the units it replaced (its lineage: the
+    /// series continues across a replacement); `None`: the whole system.
     pub device_id: Option<u32>,
     /// Inclusive start and exclusive end, UTC microseconds; rounded out to whole buckets.
     pub start_us: i64,
@@ -111,7 +112,12 @@ impl QueryEngine {
             });
         }
         let (zone_name, zone) = self.visible_system_zone(scope, system).await?;
-        let device = request.device_id.unwrap_or(0);
+        // Rollups hold each device's rows and the system's under device 0.
+        let devices = match request.device_id {
+            Some(device) => self.lineage(system, device).await?,
+            None => vec![0],
+        };
+        let raw_devices = request.device_id.map(|_| devices.as_slice());
         let stale = self.store().stale_rollup_days(system);
         let mut buckets: Vec<(i64, i64, u64)> = match request.granularity.fixed_width_us() {
             Some(width) => {
@@ -127,7 +133,7 @@ impl QueryEngine {
                 let mut energy = self
                     .raw_buckets(
                         system,
-                        request.device_id,
+                        raw_devices,
                         start,
                         end,
                         width,
@@ -141,7 +147,9 @@ impl QueryEngine {
                     } else {
                         Table::RollupHour
                     };
-                    let rolled = self.rollup_rows(table, system, device, start, end).await?;
+                    let rolled = self
+                        .rollup_rows(table, system, &devices, start, end)
+                        .await?;
                     for (time, joules) in rolled {
                         if !stale.contains(&CivilDate::of_timestamp(time)) {
                             energy.insert(time, joules);
@@ -156,7 +164,9 @@ impl QueryEngine {
                     .collect()
             }
             None => {
-                let days = self.local_days(&zone, system, request, &stale).await?;
+                let days = self
+                    .local_days(&zone, system, &devices, raw_devices, request, &stale)
+                    .await?;
                 match request.granularity {
                     Granularity::Month => months(&zone, days)?,
                     _ => days,
@@ -215,13 +225,13 @@ impl QueryEngine {
         Ok((name, zone))
     }
 
-    /// Raw energy per bucket of `width` over `[start, end)`; only the stale days unless
-    /// `all_days`.
+    /// Raw energy per bucket of `width` over `[start, end)` of `devices` (all: `None`);
+    /// only the stale days unless `all_days`.
     #[allow(clippy::too_many_arguments)]
     async fn raw_buckets(
         &self,
         system: u32,
-        device: Option<u32>,
+        devices: Option<&[u32]>,
         start: i64,
         end: i64,
         width: i64,
@@ -244,8 +254,8 @@ impl QueryEngine {
         }
         let mut buckets = Buckets::new();
         for (s, e) in ranges {
-            let device_filter = device
-                .map(|d| format!(" AND device_id = {d}"))
+            let device_filter = devices
+                .map(|d| format!(" AND device_id IN ({})", id_list(d)))
                 .unwrap_or_default();
             let answer = self
                 .internal_sql(
@@ -268,11 +278,12 @@ impl QueryEngine {
         Ok(buckets)
     }
 
+    /// Rollup energy per bucket of `devices` added up.
     async fn rollup_rows(
         &self,
         table: Table,
         system: u32,
-        device: u32,
+        devices: &[u32],
         start: i64,
         end: i64,
     ) -> Result<Vec<(i64, u64)>, QueryError> {
@@ -280,9 +291,11 @@ impl QueryEngine {
             .internal_sql(
                 &Scope::Fleet,
                 &format!(
-                    "SELECT CAST(time AS BIGINT), CAST(energy_j AS BIGINT) FROM {table}
-                     WHERE system_id = {system} AND device_id = {device}
-                       AND time >= to_timestamp_micros({start}) AND time < to_timestamp_micros({end})"
+                    "SELECT CAST(time AS BIGINT), CAST(sum(energy_j) AS BIGINT) FROM {table}
+                     WHERE system_id = {system} AND device_id IN ({})
+                       AND time >= to_timestamp_micros({start}) AND time < to_timestamp_micros({end})
+                     GROUP BY time",
+                    id_list(devices)
                 ),
             )
             .await?;
@@ -295,17 +308,19 @@ impl QueryEngine {
     }
 
     /// Site-local days overlapping the request: from `rollup_day` where fresh, from raw
-    /// readings where a UTC day under them is stale.
+    /// readings where a UTC day under them is stale. `devices` are the rollups' device ids
+    /// (`[0]`: the system), `raw_devices` the readings' (`None`: all).
     async fn local_days(
         &self,
         zone: &TimeZone,
         system: u32,
+        devices: &[u32],
+        raw_devices: Option<&[u32]>,
         request: &SeriesRequest,
         stale: &BTreeSet<CivilDate>,
     ) -> Result<Vec<(i64, i64, u64)>, QueryError> {
         let first = local_date(zone, request.start_us)?;
         let last = local_date(zone, request.end_us - 1)?;
-        let device = request.device_id.unwrap_or(0);
         let mut days: BTreeMap<Date, (i64, i64, u64)> = BTreeMap::new();
         let mut day = first;
         while day <= last {
@@ -327,9 +342,11 @@ impl QueryEngine {
             .internal_sql(
                 &Scope::Fleet,
                 &format!(
-                    "SELECT CAST(local_date AS VARCHAR), CAST(energy_j AS BIGINT) FROM rollup_day
-                     WHERE system_id = {system} AND device_id = {device}
-                       AND time >= to_timestamp_micros({span_start}) AND time < to_timestamp_micros({span_end})"
+                    "SELECT CAST(local_date AS VARCHAR), CAST(sum(energy_j) AS BIGINT) FROM rollup_day
+                     WHERE system_id = {system} AND device_id IN ({})
+                       AND time >= to_timestamp_micros({span_start}) AND time < to_timestamp_micros({span_end})
+                     GROUP BY local_date",
+                    id_list(devices)
                 ),
             )
             .await?;
@@ -352,15 +369,7 @@ impl QueryEngine {
         if let (Some(first), Some(last)) = (stale_days.first(), stale_days.last()) {
             let (start, end) = (days[first].0, days[last].1);
             let raw = self
-                .raw_buckets(
-                    system,
-                    request.device_id,
-                    start,
-                    end,
-                    5 * MINUTE_US,
-                    stale,
-                    true,
-                )
+                .raw_buckets(system, raw_devices, start, end, 5 * MINUTE_US, stale, true)
                 .await?;
             for day in &stale_days {
                 if let Some((s, e, total)) = days.get_mut(day) {
@@ -393,6 +402,13 @@ fn months(zone: &TimeZone, days: Vec<(i64, i64, u64)>) -> Result<Vec<(i64, i64, 
             ))
         })
         .collect()
+}
+
+fn id_list(ids: &[u32]) -> String {
+    ids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn time_error(error: jiff::Error) -> QueryError {

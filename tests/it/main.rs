@@ -9,6 +9,7 @@ mod http;
 mod import_export;
 mod members;
 mod owner_mail;
+mod self_service_replacements;
 mod self_service_returns;
 mod serve;
 mod sql_endpoints;

@@ -506,15 +506,15 @@ impl Registry {
         now_us: i64,
     ) -> Result<Option<i64>, Error> {
         self.transaction("registering reported microinverters", |tx| {
-            let system: Option<(i64, String)> = tx
+            let system: Option<(i64, String, i64)> = tx
                 .query_row(
-                    "SELECT system_id, state FROM devices WHERE serial = ?1 AND kind = 'gateway'",
+                    "SELECT system_id, state, id FROM devices WHERE serial = ?1 AND kind = 'gateway'",
                     params![gateway.value() as i64],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()
                 .map_err(sql_error(format!("finding gateway {gateway}")))?;
-            let Some((system_id, state)) = system else {
+            let Some((system_id, state, gateway_id)) = system else {
                 return Ok(None);
             };
             if state == "retired" {
@@ -574,9 +574,10 @@ impl Registry {
                         provisioned_us: now_us,
                     },
                 )?;
+                // It reports through the gateway that heard it.
                 tx.execute(
-                    "UPDATE devices SET first_report_us = ?1 WHERE id = ?2",
-                    params![now_us, device_id],
+                    "UPDATE devices SET first_report_us = ?1, gateway_id = ?3 WHERE id = ?2",
+                    params![now_us, device_id, gateway_id],
                 )
                 .map_err(sql_error("noting the first report"))?;
                 added += 1;

@@ -40,6 +40,12 @@ pub struct DeviceRecord {
     pub provisioned_us: i64,
     pub first_report_us: Option<i64>,
     pub retired_us: Option<i64>,
+    /// The device that took this one's place (R2, R3).
+    pub replaced_by: Option<i64>,
+    /// Devices other than gateways: the gateway they report through, if known.
+    pub gateway_id: Option<i64>,
+    /// A battery moved to a new gateway that must be provisioned on it again: since when.
+    pub reprovision_since_us: Option<i64>,
     /// Gateways that ever connected: what they said then.
     pub session: Option<GatewaySession>,
 }
@@ -87,19 +93,20 @@ pub enum ProvisionRefusal {
 const DEVICE_COLUMNS: &str = "d.id, d.serial, d.kind, d.model, d.firmware, d.phase, a.name, \
      d.meter_kind, d.capacity_wh, d.cell_modem_sku, d.cell_plan_end, d.low_bandwidth, \
      d.grid_profile, d.state, d.provisioned_us, d.first_report_us, d.retired_us, \
+     d.replaced_by, d.gateway_id, d.reprovision_since_us, \
      s.gateway_id, s.acked_seq, s.firmware, s.software_version, s.last_connected_us";
 
 const DEVICE_FROM: &str = "devices d LEFT JOIN arrays a ON a.id = d.array_id
      LEFT JOIN gateway_sessions s ON s.gateway_id = d.id";
 
 fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
-    let session = match row.get::<_, Option<i64>>(17)? {
+    let session = match row.get::<_, Option<i64>>(20)? {
         Some(gateway) => Some(GatewaySession {
             gateway: DeviceId(u32::try_from(gateway).unwrap_or(0)),
-            acked_seq: row.get::<_, i64>(18)?.max(0).unsigned_abs(),
-            firmware: row.get(19)?,
-            software_version: row.get(20)?,
-            last_connected_us: row.get::<_, Option<i64>>(21)?.unwrap_or(0),
+            acked_seq: row.get::<_, i64>(21)?.max(0).unsigned_abs(),
+            firmware: row.get(22)?,
+            software_version: row.get(23)?,
+            last_connected_us: row.get::<_, Option<i64>>(24)?.unwrap_or(0),
         }),
         None => None,
     };
@@ -121,6 +128,9 @@ fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         provisioned_us: row.get(14)?,
         first_report_us: row.get(15)?,
         retired_us: row.get(16)?,
+        replaced_by: row.get(17)?,
+        gateway_id: row.get(18)?,
+        reprovision_since_us: row.get(19)?,
         session,
     })
 }
@@ -128,7 +138,7 @@ fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
 /// The serials a provisioning task names, as one row each (`serial`), for tasks in
 /// `states`. Serials may be written as text or numbers; anything else (and parameters that
 /// are not JSON at all) names nothing.
-fn requested_serials_sql(states: &str) -> String {
+pub(super) fn requested_serials_sql(states: &str) -> String {
     format!(
         "SELECT t.id AS task_id, t.gateway_id AS gateway_id, CAST(j.value AS INTEGER) AS serial
            FROM gateway_tasks t,
@@ -141,7 +151,7 @@ fn requested_serials_sql(states: &str) -> String {
 }
 
 /// Task states in which a provisioning request still stands.
-const LIVE_PROVISIONING: &str = "('queued', 'sent', 'started', 'succeeded')";
+pub(super) const LIVE_PROVISIONING: &str = "('queued', 'sent', 'started', 'succeeded')";
 
 /// Whether a gateway of `system_id` was asked to add `serial` by a request that still
 /// stands: a microinverter it then reports joins the system whatever its stage.
@@ -418,7 +428,7 @@ fn provisioning_refusal(
     ))
 }
 
-fn is_gateway_in_service(
+pub(super) fn is_gateway_in_service(
     tx: &Transaction<'_>,
     system_id: i64,
     gateway_id: i64,

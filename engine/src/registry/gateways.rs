@@ -3,6 +3,8 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::devices::requested_serials_sql;
+use super::replacements::{CompletedGatewayReplacement, complete_gateway_replacements};
 use super::{Registry, sql_error};
 use crate::Error;
 use crate::ids::DeviceId;
@@ -112,7 +114,21 @@ pub(super) fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GatewayTask>
 
 impl Registry {
     /// Saves sessions in one transaction. A saved high-water mark never moves backwards.
+    /// A gateway replacement waiting for one of these gateways completes when its first
+    /// batch is acknowledged ([`Registry::save_gateway_sessions_at`]).
     pub fn save_gateway_sessions(&self, sessions: &[GatewaySession]) -> Result<(), Error> {
+        self.save_gateway_sessions_at(sessions, crate::time::now_micros())
+            .map(|_| ())
+    }
+
+    /// [`Registry::save_gateway_sessions`] at `now_us`; returns the gateway replacements it
+    /// completed: those whose new gateway has a batch acknowledged among `sessions` (see
+    /// `replacements::complete_gateway_replacements`).
+    pub fn save_gateway_sessions_at(
+        &self,
+        sessions: &[GatewaySession],
+        now_us: i64,
+    ) -> Result<Vec<CompletedGatewayReplacement>, Error> {
         self.transaction("saving gateway sessions", |tx| {
             let mut statement = tx
                 .prepare_cached(
@@ -140,7 +156,12 @@ impl Registry {
                         s.gateway.0
                     )))?;
             }
-            Ok(())
+            let reported: Vec<i64> = sessions
+                .iter()
+                .filter(|s| s.acked_seq > 0)
+                .map(|s| i64::from(s.gateway.0))
+                .collect();
+            complete_gateway_replacements(tx, &reported, now_us)
         })
     }
 
@@ -298,6 +319,18 @@ impl Registry {
                     params![id],
                 )
                 .map_err(sql_error(format!("noting the meter mode of task {id}")))?;
+                // A device moved to a new gateway that must be provisioned on it again
+                // (a battery, after a gateway replacement) is, once a task naming it ran.
+                tx.execute(
+                    &format!(
+                        "UPDATE devices SET reprovision_since_us = NULL
+                          WHERE reprovision_since_us IS NOT NULL AND gateway_id = ?2
+                            AND serial IN (SELECT serial FROM ({}) WHERE task_id = ?1)",
+                        requested_serials_sql("('succeeded')")
+                    ),
+                    params![id, gateway.0],
+                )
+                .map_err(sql_error(format!("noting what task {id} provisioned")))?;
             }
             Ok(changed == 1)
         })

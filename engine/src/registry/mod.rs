@@ -22,6 +22,7 @@ mod members;
 mod outbox;
 mod owners;
 pub mod records;
+mod replacements;
 mod report_feeds;
 mod returns;
 mod secret_links;
@@ -49,6 +50,10 @@ pub use outbox::{
     mail_backoff_us, queue_mail,
 };
 pub use owners::{OwnerAccess, OwnerChange, OwnerInfo, OwnerUpdate};
+pub use replacements::{
+    CompletedGatewayReplacement, DeviceReplacement, GatewayReplacement, GatewayReplacementRefusal,
+    MovedDevices, ReplacementRefusal,
+};
 pub use report_feeds::{FEED_TOKEN_PREFIX, NewReportFeed, ReportFeed};
 pub use returns::{
     MAX_RETURN_DEVICES, NewReturn, ReturnCandidate, ReturnContacts, ReturnDeviceType,
@@ -104,6 +109,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_service_request_history",
         include_str!("migrations/0006_service_request_history.sql"),
+    ),
+    (
+        "0007_device_gateways",
+        include_str!("migrations/0007_device_gateways.sql"),
     ),
     (
         "0008_mail_delivery",

@@ -366,6 +366,23 @@ pub fn insert_device(tx: &Transaction<'_>, d: &NewDevice) -> Result<i64, Error> 
     Ok(last_id(tx))
 }
 
+/// Records that every device of system `system_id` other than gateways reports through
+/// gateway `gateway_id` (a system with one gateway).
+pub fn set_reporting_gateway(
+    tx: &Transaction<'_>,
+    system_id: i64,
+    gateway_id: i64,
+) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE devices SET gateway_id = ?2 WHERE system_id = ?1 AND kind <> 'gateway'",
+        params![system_id, gateway_id],
+    )
+    .map_err(sql_error(format!(
+        "recording the gateway of system {system_id}'s devices"
+    )))?;
+    Ok(())
+}
+
 /// Sets the 12 monthly estimates (kWh) of a system (`array_id` 0) or one of its arrays.
 pub fn set_estimates(
     tx: &Transaction<'_>,

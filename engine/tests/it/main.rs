@@ -7,6 +7,7 @@ mod interop;
 mod io_errors;
 mod provisioning;
 mod registry;
+mod replacements;
 mod returns;
 mod store;
 mod store_crash;

@@ -68,5 +68,4 @@ pub const FRENCH: &[(&str, &str)] = &[
         "A gateway runs a production change within about 30 minutes of receiving it; over a cellular link, allow an hour or more. While production is disabled, batteries neither charge nor discharge.",
         "Une passerelle applique un changement de production dans les 30 minutes environ après l'avoir reçu ; par le réseau mobile, comptez une heure ou plus. Tant que la production est désactivée, les batteries ne se chargent ni ne se déchargent.",
     ),
-    ("Submit", "Soumettre"),
 ];

@@ -230,6 +230,12 @@ fn status_of(
             label: lang.t("Retired").to_owned(),
         };
     }
+    if record.reprovision_since_us.is_some() {
+        return Status {
+            class: "issue",
+            label: lang.t("To provision again with its new gateway").to_owned(),
+        };
+    }
     let severity_rank = |s: &str| match s {
         "high" => 3,
         "medium" => 2,
@@ -867,6 +873,8 @@ pub(super) async fn request_provisioning(
 pub struct Fact {
     pub label: String,
     pub value: String,
+    /// A fact naming another device links to its page.
+    pub href: Option<String>,
 }
 
 pub struct EventLine {
@@ -1092,6 +1100,39 @@ pub async fn device(
             optional_time(record.retired_us, lang, &zone),
         ));
     }
+    // Replacements (R2, R3): the unit that took this one's place, and the units this one
+    // replaced, whose readings its history continues.
+    let by_id = |id: i64| devices.records.iter().find(|r| r.id == id);
+    if let Some(successor) = record.replaced_by.and_then(by_id) {
+        facts.push(device_fact(lang, "Replaced by", id, successor));
+    }
+    for predecessor in devices
+        .records
+        .iter()
+        .filter(|r| r.replaced_by == Some(record.id))
+    {
+        facts.push(device_fact(lang, "Replaces", id, predecessor));
+    }
+    if record.kind != "gateway"
+        && let Some(gateway) = record.gateway_id.and_then(by_id)
+    {
+        facts.push(device_fact(lang, "Reports through gateway", id, gateway));
+    }
+    if let Some(since) = record.reprovision_since_us {
+        facts.push(Fact {
+            href: Some(format!(
+                "/systems/{id}/settings/self-service/gateway#reprovision"
+            )),
+            ..fact(
+                lang,
+                "Provisioning",
+                lang.fill(
+                    "moved to a new gateway on {}: to provision again with it",
+                    &[&lang.local_time(since, &zone)],
+                ),
+            )
+        });
+    }
 
     let curve = if record.kind == "microinverter" {
         Some(
@@ -1174,6 +1215,15 @@ fn fact(lang: Lang, label: &str, value: String) -> Fact {
     Fact {
         label: lang.t(label).to_owned(),
         value,
+        href: None,
+    }
+}
+
+/// A fact naming device `device` of system `system`, linked to its page.
+fn device_fact(lang: Lang, label: &str, system: u32, device: &DeviceRecord) -> Fact {
+    Fact {
+        href: Some(format!("/systems/{system}/devices/{}", device.id)),
+        ..fact(lang, label, serial_text(device.serial))
     }
 }
 

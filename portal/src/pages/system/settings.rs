@@ -11,6 +11,7 @@
 mod arrays;
 mod labor;
 mod owner;
+mod replacements;
 mod self_service;
 
 use std::collections::HashMap;
@@ -32,6 +33,9 @@ use sunfleet_engine::time::CivilDate;
 pub use arrays::{arrays_page, builder_page, save_builder};
 pub use labor::{labor_page, submit_claim};
 pub use owner::{parse_owner, save_owner};
+pub use replacements::{
+    gateway_form, replacement_form, submit_gateway, submit_replacement, submit_reprovision,
+};
 pub use self_service::{
     pick_return_device, return_form, search_return_devices, self_service, submit_return,
 };
