@@ -305,7 +305,7 @@ fn a_refused_replacement_changes_nothing() {
     let registry = &f.registry;
     // A provisioning request stands for one serial.
     let standing = registry
-        .request_provisioning(f.ours, f.our_gateway, serial(482_000_000_700), None, 5)
+        .request_provisioning(f.ours, f.our_gateway, &[serial(482_000_000_700)], None, 5)
         .unwrap()
         .unwrap();
     let before = snapshot(registry);
