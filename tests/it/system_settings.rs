@@ -451,9 +451,14 @@ fn installers_change_a_systems_settings_and_the_portal_follows() {
     let location = submitted.header("location").unwrap().to_owned();
     let claim: u64 = location.rsplit_once("claim=").unwrap().1.parse().unwrap();
     let page = installer.get(&location);
-    assert!(page.body.contains(&format!(
-        "<a href=\"/services/requests/{claim}\">SR-{claim:06}</a></td><td>New</td>"
-    )));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!(
+            "<a href=\"/services/requests/{claim}\">SR-{claim:06}</a></td><td>New</td>"
+        )),
+        "{}",
+        page.body
+    );
     let services = installer.get("/services");
     assert!(services.body.contains(&format!(
         "<a href=\"/services/requests/{claim}\">SR-{claim:06}</a></td><td>Labor reimbursement</td>"
