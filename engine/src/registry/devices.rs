@@ -386,7 +386,7 @@ impl Registry {
 
 /// Why `serial` cannot be provisioned on system `system_id`, if it cannot: a device has it,
 /// or a request for it stands.
-fn provisioning_refusal(
+pub(super) fn provisioning_refusal(
     tx: &Transaction<'_>,
     system_id: i64,
     serial: Serial,

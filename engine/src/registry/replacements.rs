@@ -19,7 +19,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::audit::insert_audit;
-use super::devices::{LIVE_PROVISIONING, is_gateway_in_service, requested_serials_sql};
+use super::devices::{ProvisionRefusal, is_gateway_in_service, provisioning_refusal};
 use super::gateways::{GatewayTask, TASK_COLUMNS_OF_T, insert_task, task_row};
 use super::{Registry, sql_error};
 use crate::Error;
@@ -114,50 +114,6 @@ pub struct MovedDevices {
 /// A gateway replacement completed by a save of sessions.
 pub type CompletedGatewayReplacement = GatewayReplacement;
 
-/// How a serial is already used, if it is.
-enum SerialUse {
-    Registered { kind: String, in_this_system: bool },
-    BeingProvisioned { task_id: i64, in_this_system: bool },
-}
-
-fn serial_use(
-    tx: &Transaction<'_>,
-    system_id: i64,
-    serial: Serial,
-) -> Result<Option<SerialUse>, Error> {
-    let registered: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT system_id, kind FROM devices WHERE serial = ?1",
-            params![serial.value() as i64],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()
-        .map_err(sql_error(format!("looking up serial {serial}")))?;
-    if let Some((owner, kind)) = registered {
-        return Ok(Some(SerialUse::Registered {
-            kind,
-            in_this_system: owner == system_id,
-        }));
-    }
-    let pending: Option<(i64, i64)> = tx
-        .query_row(
-            &format!(
-                "SELECT r.task_id, g.system_id FROM ({}) r
-                   JOIN devices g ON g.id = r.gateway_id
-                  WHERE r.serial = ?1 ORDER BY r.task_id DESC LIMIT 1",
-                requested_serials_sql(LIVE_PROVISIONING)
-            ),
-            params![serial.value() as i64],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()
-        .map_err(sql_error(format!("looking for requests for {serial}")))?;
-    Ok(pending.map(|(task_id, owner)| SerialUse::BeingProvisioned {
-        task_id,
-        in_this_system: owner == system_id,
-    }))
-}
-
 /// The unit a replacement takes the place of.
 struct Original {
     id: i64,
@@ -250,26 +206,29 @@ fn replace_one(
     if original_serial == replacement {
         return Ok(Err(ReplacementRefusal::SameSerial));
     }
-    match serial_use(tx, system_id, replacement)? {
-        Some(SerialUse::Registered {
+    match provisioning_refusal(tx, system_id, replacement)? {
+        Some(ProvisionRefusal::SerialRegistered {
             kind,
             in_this_system,
+            ..
         }) => {
             return Ok(Err(ReplacementRefusal::ReplacementRegistered {
                 kind,
                 in_this_system,
             }));
         }
-        Some(SerialUse::BeingProvisioned {
+        Some(ProvisionRefusal::SerialBeingProvisioned {
             task_id,
             in_this_system,
+            ..
         }) => {
             return Ok(Err(ReplacementRefusal::ReplacementBeingProvisioned {
                 task_id,
                 in_this_system,
             }));
         }
-        None => {}
+        // `None`: the serial is free (the other refusals are about a whole request).
+        _ => {}
     }
     let Some(gateway_id) = provisioning_gateway(tx, system_id, old.gateway_id)? else {
         return Ok(Err(ReplacementRefusal::NoGateway));
@@ -564,26 +523,29 @@ impl Registry {
             if new_serial.value() as i64 == old_serial {
                 return Ok(Err(GatewayReplacementRefusal::SameSerial));
             }
-            match serial_use(tx, system_id, new_serial)? {
-                Some(SerialUse::Registered {
+            match provisioning_refusal(tx, system_id, new_serial)? {
+                Some(ProvisionRefusal::SerialRegistered {
                     kind,
                     in_this_system,
+                    ..
                 }) => {
                     return Ok(Err(GatewayReplacementRefusal::SerialRegistered {
                         kind,
                         in_this_system,
                     }));
                 }
-                Some(SerialUse::BeingProvisioned {
+                Some(ProvisionRefusal::SerialBeingProvisioned {
                     task_id,
                     in_this_system,
+                    ..
                 }) => {
                     return Ok(Err(GatewayReplacementRefusal::SerialBeingProvisioned {
                         task_id,
                         in_this_system,
                     }));
                 }
-                None => {}
+                // `None`: the serial is free (the other refusals are about a whole request).
+                _ => {}
             }
             let context = format!("registering gateway {new_serial}");
             tx.execute(
