@@ -4,15 +4,22 @@
 //! knows what the gateway applied (grid profile, meter state), a system with production off
 //! says so in its status (and has no production issue), a reboot is recorded by the
 //! gateway's power-on reset. Bad serials, unknown tasks, parameters and gateways, and people
-//! who may not change the system are refused and queue nothing.
+//! who may not change the system are refused and queue nothing. On a site simulated in full
+//! sun, production off leaves every microinverter reading flagged and without energy until
+//! production is switched on again.
 
 use std::time::{Duration, Instant};
 
-use crate::demo::{start_demo_with, system_ids};
+use sunfleet_engine::telemetry::micro_status;
+
+use crate::demo::{SiteRun, enter_site, simulate_site, start_demo_with, system_ids};
 use crate::free_tcp_port;
 use crate::http::User;
 
 const WAIT: Duration = Duration::from_secs(240);
+/// A site entered by hand and simulated in daylight, for production off while the sun shines.
+const SITE_GATEWAY: &str = "121990000654";
+const SITE_MICROS: u32 = 3;
 
 fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
@@ -324,4 +331,103 @@ fn diagnostics_tasks_go_round_trip_and_change_what_the_portal_shows() {
     assert_eq!(state, "succeeded");
     assert!(message.contains("dBm"), "{message}");
     assert!(admin.get(&page_path).body.contains(&message));
+
+    production_off_stops_a_sunlit_site(&mut admin, &demo, dir.path());
+}
+
+/// Readings of `site`'s microinverters: (all, flagged off by command, flagged and producing,
+/// producing without the flag).
+fn production_counts(user: &mut User, site: u64) -> (u64, u64, u64, u64) {
+    let off_flag = micro_status::POWER_OFF_BY_COMMAND;
+    let rows = user.sql(&format!(
+        "SELECT count(*) AS readings,
+                sum(CASE WHEN off THEN 1 ELSE 0 END) AS off,
+                sum(CASE WHEN off AND energy_j > 0 THEN 1 ELSE 0 END) AS off_producing,
+                sum(CASE WHEN NOT off AND energy_j > 0 THEN 1 ELSE 0 END) AS producing
+           FROM (SELECT energy_j, (CAST(status AS BIGINT) & {off_flag}) <> 0 AS off FROM readings
+                  WHERE system_id = {site}) r"
+    ));
+    let count = |name: &str| rows[0][name].as_u64().unwrap_or(0);
+    (
+        count("readings"),
+        count("off"),
+        count("off_producing"),
+        count("producing"),
+    )
+}
+
+/// Production off on a site in full sun: every microinverter reading after the switch says
+/// "off by command" and carries no energy, the microinverter's page says why it stopped, and
+/// production resumes once it is switched on again.
+fn production_off_stops_a_sunlit_site(
+    admin: &mut User,
+    demo: &crate::demo::Demo,
+    data: &std::path::Path,
+) {
+    let site = enter_site(admin, "Production Switch Site", SITE_GATEWAY, SITE_MICROS);
+    let _simulator = simulate_site(
+        demo,
+        data,
+        &SiteRun {
+            gateway: SITE_GATEWAY,
+            micros: SITE_MICROS,
+            lead_s: 10 * 60,
+            speed: 20,
+            duration_s: 600,
+            noon_after_h: 1.0,
+        },
+    );
+    wait_until("the sunlit site to produce", || {
+        (production_counts(admin, site).3 > 0).then_some(())
+    });
+    let site_gateway = admin.sql(&format!(
+        "SELECT CAST(id AS BIGINT) AS id FROM devices WHERE system_id = {site} AND kind = 'gateway'"
+    ))[0]["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let page_path = format!("/systems/{site}/diagnostics");
+
+    let task = queued_task(&admin.post(
+        &page_path,
+        &[("gateway", &site_gateway), ("task", "production_off")],
+    ));
+    assert_eq!(finished(admin, task).0, "succeeded");
+    // Several readings per microinverter after the switch.
+    let (_, off, off_producing, _) = wait_until("readings while production is off", || {
+        let counts = production_counts(admin, site);
+        (counts.1 >= 2 * u64::from(SITE_MICROS)).then_some(counts)
+    });
+    assert_eq!(
+        off_producing, 0,
+        "{off} readings off by command, some with energy"
+    );
+    let micro = admin.sql(&format!(
+        "SELECT CAST(id AS BIGINT) AS id FROM devices WHERE system_id = {site}
+            AND kind = 'microinverter' ORDER BY id LIMIT 1"
+    ))[0]["id"]
+        .as_u64()
+        .unwrap();
+    let micro_page = admin.get(&format!("/systems/{site}/devices/{micro}"));
+    assert!(
+        micro_page.body.contains("Power Generation Off By Command"),
+        "the microinverter's page says why it stopped"
+    );
+
+    // On again: readings with energy and without the flag follow.
+    let producing_before = production_counts(admin, site).3;
+    let task = queued_task(&admin.post(
+        &page_path,
+        &[("gateway", &site_gateway), ("task", "production_on")],
+    ));
+    assert_eq!(finished(admin, task).0, "succeeded");
+    wait_until("production after it is switched on", || {
+        (production_counts(admin, site).3 >= producing_before + u64::from(SITE_MICROS))
+            .then_some(())
+    });
+    assert_eq!(
+        production_counts(admin, site).2,
+        0,
+        "nothing off by command produced"
+    );
 }
