@@ -185,6 +185,14 @@ fn say_line(line: std::fmt::Arguments<'_>) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Off unless asked for (`SUNFLEET_LOG=sunfleet_query=debug` times every internal query).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SUNFLEET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().workload {
         Workload::Generator {
             systems,

@@ -265,8 +265,18 @@ impl QueryEngine {
         scope: &Scope,
         sql: &str,
     ) -> Result<SqlAnswer, QueryError> {
+        let began = std::time::Instant::now();
         let planned = self.plan(scope, sql).await?;
-        self.run(planned, (u64::MAX, u64::MAX)).await
+        let planned_after = began.elapsed();
+        let answer = self.run(planned, (u64::MAX, u64::MAX)).await;
+        // The portal's pages are a handful of these each: this says which one is slow.
+        tracing::debug!(
+            planning_ms = planned_after.as_secs_f64() * 1e3,
+            total_ms = began.elapsed().as_secs_f64() * 1e3,
+            sql = %sql.split_whitespace().collect::<Vec<_>>().join(" "),
+            "internal query"
+        );
+        answer
     }
 
     async fn run(
