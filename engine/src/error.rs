@@ -129,6 +129,8 @@ pub enum Error {
     PasswordHash { reason: String },
     #[error("unknown table {name:?}")]
     UnknownTable { name: String },
+    #[error("table {table:?} has no integer column {column:?}")]
+    UnknownColumn { table: String, column: String },
     #[error(
         "the WAL would number new records from {wal_next_seq}, but the manifest already covers records up to {persisted_wal_seq}: the WAL folder was replaced or removed; restore it or move the data folder aside"
     )]

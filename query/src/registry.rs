@@ -7,16 +7,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use roaring::RoaringBitmap;
-use sunfleet_engine::registry::Registry;
+use sunfleet_engine::registry::{ColumnIn, Registry};
+
+/// Longest IN list handed to SQLite (each value is a bound parameter).
+const MAX_PUSHED_VALUES: usize = 1_000;
 
 fn external(error: sunfleet_engine::Error) -> DataFusionError {
     DataFusionError::External(Box::new(error))
@@ -169,6 +174,50 @@ impl RegistryTable {
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    /// `column = value` or `column IN (values)` on one of this table's integer columns.
+    fn integer_condition(&self, term: &Expr) -> Option<ColumnIn> {
+        let (column, values) = match term {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(column), other) | (other, Expr::Column(column)) => {
+                    (column, vec![integer(other)?])
+                }
+                _ => return None,
+            },
+            Expr::InList(list) if !list.negated && list.list.len() <= MAX_PUSHED_VALUES => {
+                let Expr::Column(column) = list.expr.as_ref() else {
+                    return None;
+                };
+                let values = list.list.iter().map(integer).collect::<Option<Vec<_>>>()?;
+                (column, values)
+            }
+            _ => return None,
+        };
+        let field = self.schema.field_with_name(&column.name).ok()?;
+        (field.data_type() == &DataType::Int64).then(|| ColumnIn {
+            column: column.name.clone(),
+            values,
+        })
+    }
+}
+
+/// An integer literal's value (not a float's or a string's: their comparison with an
+/// integer column is not a match on one integer).
+fn integer(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    if !value.data_type().is_integer() {
+        return None;
+    }
+    match value.cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(Some(v)) => Some(v),
+        _ => None,
+    }
 }
 
 #[async_trait]
@@ -181,17 +230,46 @@ impl TableProvider for RegistryTable {
         TableType::Base
     }
 
+    /// Equality and IN-list filters on integer columns are handed to SQLite (so a query
+    /// about one system reads that system's rows, not the fleet's); DataFusion applies every
+    /// filter again afterwards.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                if split_conjunction(filter)
+                    .into_iter()
+                    .any(|term| self.integer_condition(term).is_some())
+                {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let registry = Arc::clone(&self.registry);
         let (name, scope) = (self.name, self.scope.clone());
+        let conditions: Vec<ColumnIn> = filters
+            .iter()
+            .flat_map(split_conjunction)
+            .filter_map(|term| self.integer_condition(term))
+            .collect();
         let batch = tokio::task::spawn_blocking(move || -> Result<RecordBatch> {
-            let batch = registry.table_batch(name).map_err(external)?;
+            let batch = registry
+                .table_batch_matching(name, &conditions)
+                .map_err(external)?;
             match scope {
                 None => Ok(batch),
                 Some(scope) => Ok(filter_record_batch(

@@ -30,6 +30,13 @@ pub const SQL_TABLES: &[&str] = &[
     "service_requests",
 ];
 
+/// Rows whose integer `column` is one of `values` (a filter SQLite applies for a scan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnIn {
+    pub column: String,
+    pub values: Vec<i64>,
+}
+
 /// Columns that SQL never sees.
 const HIDDEN_COLUMNS: &[&str] = &["password_hash"];
 
@@ -107,19 +114,53 @@ impl Registry {
 
     /// A registry table (one of [`SQL_TABLES`]) as one Arrow batch.
     pub fn table_batch(&self, table: &str) -> Result<RecordBatch, Error> {
+        self.table_batch_matching(table, &[])
+    }
+
+    /// The rows of a registry table (one of [`SQL_TABLES`]) whose integer columns hold one
+    /// of the given values, every condition met, as one Arrow batch: SQLite reads only those
+    /// rows, through its indexes where it has them.
+    pub fn table_batch_matching(
+        &self,
+        table: &str,
+        conditions: &[ColumnIn],
+    ) -> Result<RecordBatch, Error> {
         self.read(|connection| {
             let context = || format!("reading {table}");
             let declared = declared_columns(connection, table)?;
             let fields: Vec<Field> = declared.iter().map(Declared::field).collect();
             let mut columns: Vec<Column> = declared.iter().map(Declared::builder).collect();
             let names: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
+            let mut clauses = Vec::with_capacity(conditions.len());
+            let mut values: Vec<i64> = Vec::new();
+            for condition in conditions {
+                let is_integer = declared.iter().any(|c| {
+                    c.name == condition.column && c.field().data_type() == &DataType::Int64
+                });
+                if !is_integer {
+                    return Err(Error::UnknownColumn {
+                        table: table.to_owned(),
+                        column: condition.column.clone(),
+                    });
+                }
+                let marks = vec!["?"; condition.values.len()].join(", ");
+                clauses.push(format!("{} IN ({marks})", condition.column));
+                values.extend(&condition.values);
+            }
+            let filter = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", clauses.join(" AND "))
+            };
             let mut select = connection
                 .prepare(&format!(
-                    "SELECT {} FROM {table} ORDER BY rowid",
+                    "SELECT {} FROM {table}{filter} ORDER BY rowid",
                     names.join(", ")
                 ))
                 .map_err(sql_error(context()))?;
-            let mut rows = select.query([]).map_err(sql_error(context()))?;
+            let mut rows = select
+                .query(rusqlite::params_from_iter(values))
+                .map_err(sql_error(context()))?;
             while let Some(row) = rows.next().map_err(sql_error(context()))? {
                 for (i, column) in columns.iter_mut().enumerate() {
                     let value = row.get_ref(i).map_err(sql_error(context()))?;

@@ -36,7 +36,7 @@ pub use activation::{
     ACTIVATION_STEPS, ActivatingSystem, Activation, ActivationForm, OwnerDetails, stage_of,
 };
 pub use api_keys::{API_KEY_PREFIX, ApiKeySummary, NewApiKey};
-pub use arrow_tables::SQL_TABLES;
+pub use arrow_tables::{ColumnIn, SQL_TABLES};
 pub use audit::AuditEntry;
 pub use conditions::{
     CheckedSystem, ConditionChanges, FoundCondition, ProductionSwitch, WatchedDevice,
