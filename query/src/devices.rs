@@ -151,8 +151,13 @@ impl QueryEngine {
         // Microinverters.
         let micros = of_kind(&figures, "microinverter");
         if !micros.is_empty() {
-            let own = self.micro_lifetime_j(system, &stale).await?;
-            let predecessors = self.predecessors(system).await?;
+            let columns = ["status", "ac_power_w"];
+            // Independent reads, side by side.
+            let (own, predecessors, mut latest) = tokio::try_join!(
+                self.micro_lifetime_j(system, &stale),
+                self.predecessors(system),
+                self.latest_rows("readings", system, &columns, &recent),
+            )?;
             for device in &micros {
                 let lineage = predecessors.get(device).map(Vec::as_slice).unwrap_or(&[]);
                 let sums: Vec<u64> = std::iter::once(device)
@@ -163,10 +168,6 @@ impl QueryEngine {
                     f.lifetime_energy_wh = Some(sums.iter().sum::<u64>() as f64 / 3600.0);
                 }
             }
-            let columns = ["status", "ac_power_w"];
-            let mut latest = self
-                .latest_rows("readings", system, &columns, &recent)
-                .await?;
             let silent: Vec<u32> = micros
                 .iter()
                 .copied()

@@ -124,17 +124,38 @@ impl QueryEngine {
             .min()
             .unwrap_or(i64::MAX);
         let recent_from = (as_of_us - 32 * DAY_US).min(oldest_stale - DAY_US);
-        let daily = self.daily_energy(&zones, recent_from, as_of_us).await?;
         // Lifetime: rollups before the recent days, then the recent days as `daily` has them.
-        let lifetime = self
-            .internal_sql(
-                scope,
-                &format!(
-                    "SELECT CAST(system_id AS BIGINT), CAST(local_date AS VARCHAR), CAST(energy_j AS DOUBLE)
-                     FROM rollup_day WHERE device_id = 0 AND time < to_timestamp_micros({as_of_us}){and_system}"
-                ),
-            )
-            .await?;
+        let lifetime_sql = format!(
+            "SELECT CAST(system_id AS BIGINT), CAST(local_date AS VARCHAR), CAST(energy_j AS DOUBLE)
+             FROM rollup_day WHERE device_id = 0 AND time < to_timestamp_micros({as_of_us}){and_system}"
+        );
+        // The last report: raw data of the past two days, else the end of the newest
+        // 15-minute rollup (so the page never scans a system's whole history).
+        let recent = as_of_us - 2 * DAY_US;
+        let last_sql = format!(
+            "SELECT CAST(system_id AS BIGINT), CAST(max(time) AS BIGINT) FROM (
+               SELECT system_id, time FROM readings
+                WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us}){and_system}
+               UNION ALL
+               SELECT system_id, time FROM meter_readings
+                WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us}){and_system}
+               UNION ALL
+               SELECT system_id, time + INTERVAL '15 minutes' FROM rollup_15m
+                WHERE device_id = 0 AND time + INTERVAL '15 minutes' <= to_timestamp_micros({as_of_us}){and_system})
+             GROUP BY 1"
+        );
+        let operational_sql = format!(
+            "SELECT id, operational_date, annual_degradation_pct FROM systems{}",
+            only.map_or(String::new(), |id| format!(" WHERE id = {id}"))
+        );
+        // Independent reads, side by side.
+        let (daily, lifetime, last, estimates, operational) = tokio::try_join!(
+            self.daily_energy(&zones, recent_from, as_of_us),
+            self.internal_sql(scope, &lifetime_sql),
+            self.internal_sql(scope, &last_sql),
+            self.monthly_estimates(),
+            self.internal_sql(scope, &operational_sql),
+        )?;
         let mut rolled: HashMap<u32, Vec<(Date, f64)>> = HashMap::new();
         for ((id, date), joules) in lifetime
             .i64s(0)
@@ -150,42 +171,12 @@ impl QueryEngine {
                 rolled.entry(id).or_default().push((date, joules / 3600.0));
             }
         }
-        // The last report: raw data of the past two days, else the end of the newest
-        // 15-minute rollup (so the page never scans a system's whole history).
-        let recent = as_of_us - 2 * DAY_US;
-        let last = self
-            .internal_sql(
-                scope,
-                &format!(
-                    "SELECT CAST(system_id AS BIGINT), CAST(max(time) AS BIGINT) FROM (
-                       SELECT system_id, time FROM readings
-                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us}){and_system}
-                       UNION ALL
-                       SELECT system_id, time FROM meter_readings
-                        WHERE time > to_timestamp_micros({recent}) AND time <= to_timestamp_micros({as_of_us}){and_system}
-                       UNION ALL
-                       SELECT system_id, time + INTERVAL '15 minutes' FROM rollup_15m
-                        WHERE device_id = 0 AND time + INTERVAL '15 minutes' <= to_timestamp_micros({as_of_us}){and_system})
-                     GROUP BY 1"
-                ),
-            )
-            .await?;
         let last_report: HashMap<u32, i64> = last
             .i64s(0)
             .into_iter()
             .zip(last.i64s(1))
             .filter_map(|(id, time)| Some((u32::try_from(id?).ok()?, time?)))
             .collect();
-        let estimates = self.monthly_estimates().await?;
-        let operational = self
-            .internal_sql(
-                scope,
-                &format!(
-                    "SELECT id, operational_date, annual_degradation_pct FROM systems{}",
-                    only.map_or(String::new(), |id| format!(" WHERE id = {id}"))
-                ),
-            )
-            .await?;
         let operation: HashMap<u32, (Date, f64)> = operational
             .i64s(0)
             .into_iter()

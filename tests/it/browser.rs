@@ -66,12 +66,8 @@ fn walk(script: &str, history_days: u32, min_screenshots: usize, site: bool) {
             &demo,
             &demo_data,
             &SiteRun {
-                gateway: SITE_GATEWAY,
-                micros: SITE_MICROS,
-                lead_s: 10 * 60,
-                speed: 20,
                 duration_s: 1_200,
-                noon_after_h: 1.0,
+                ..SiteRun::in_the_sun(SITE_GATEWAY, SITE_MICROS)
             },
         ));
         let new_micro = new_site_micro_serial(SITE_GATEWAY.parse::<Serial>().unwrap(), 20);

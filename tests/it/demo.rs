@@ -590,6 +590,21 @@ pub struct SiteRun<'a> {
     pub noon_after_h: f64,
 }
 
+impl<'a> SiteRun<'a> {
+    /// Ten minutes back at 20× speed for ten minutes, the sun highest an hour after the
+    /// start: readings with energy within the first minute.
+    pub fn in_the_sun(gateway: &'a str, micros: u32) -> Self {
+        Self {
+            gateway,
+            micros,
+            lead_s: 10 * 60,
+            speed: 20,
+            duration_s: 600,
+            noon_after_h: 1.0,
+        }
+    }
+}
+
 /// `sunfleet simulate --site` for a site entered in `demo`'s portal (`data`: the demo's
 /// folder, for the fleet CA), in daylight whatever the time of day; stopped when dropped.
 pub fn simulate_site(demo: &Demo, data: &std::path::Path, run: &SiteRun) -> Server {

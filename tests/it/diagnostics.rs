@@ -365,18 +365,7 @@ fn production_off_stops_a_sunlit_site(
     data: &std::path::Path,
 ) {
     let site = enter_site(admin, "Production Switch Site", SITE_GATEWAY, SITE_MICROS);
-    let _simulator = simulate_site(
-        demo,
-        data,
-        &SiteRun {
-            gateway: SITE_GATEWAY,
-            micros: SITE_MICROS,
-            lead_s: 10 * 60,
-            speed: 20,
-            duration_s: 600,
-            noon_after_h: 1.0,
-        },
-    );
+    let _simulator = simulate_site(demo, data, &SiteRun::in_the_sun(SITE_GATEWAY, SITE_MICROS));
     wait_until("the sunlit site to produce", || {
         (production_counts(admin, site).3 > 0).then_some(())
     });

@@ -293,18 +293,10 @@ fn devices_are_listed_provisioned_and_tasked_and_events_filter() {
         SITE_GATEWAY,
         SITE_MICROS,
     );
-    // Simulated time starts ten minutes back at 20× speed, where the sun is high then.
     let _simulator = simulate_site(
         &demo,
         &data,
-        &SiteRun {
-            gateway: SITE_GATEWAY,
-            micros: SITE_MICROS,
-            lead_s: 10 * 60,
-            speed: 20,
-            duration_s: 600,
-            noon_after_h: 1.0,
-        },
+        &SiteRun::in_the_sun(SITE_GATEWAY, SITE_MICROS),
     );
     let micro_count = format!(
         "SELECT count(*) AS n FROM devices WHERE system_id = {site} AND kind = 'microinverter'"

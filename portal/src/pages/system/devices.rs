@@ -466,10 +466,14 @@ async fn devices_page(
     query: &DevicesQuery,
     form: Option<(String, i64, String)>,
 ) -> Result<Response, PortalError> {
-    let (chrome, system) = load(state, principal, id, "devices").await?;
-    let lang = principal.lang();
+    authorize(principal, Need::System(id))?;
     let now = sunfleet_engine::time::now_micros();
-    let devices = system_devices(state, principal, id, now).await?;
+    // The side panel and the device figures are independent reads: side by side.
+    let ((chrome, system), devices) = tokio::try_join!(
+        load(state, principal, id, "devices"),
+        system_devices(state, principal, id, now)
+    )?;
+    let lang = principal.lang();
     let zone = system.zone.clone();
     let href = |device: i64| format!("/systems/{id}/devices/{device}");
     let figures_of = |device: i64| devices.figures.get(&device);
@@ -957,11 +961,14 @@ pub async fn device(
     Path((id, device_id)): Path<(u32, i64)>,
     Query(query): Query<DeviceQuery>,
 ) -> Result<Response, PortalError> {
-    let (chrome, system) = load(&state, &principal, id, "devices").await?;
+    authorize(&principal, Need::System(id))?;
+    let now = sunfleet_engine::time::now_micros();
+    let ((chrome, system), devices) = tokio::try_join!(
+        load(&state, &principal, id, "devices"),
+        system_devices(&state, &principal, id, now)
+    )?;
     let lang = principal.lang();
     let zone = system.zone.clone();
-    let now = sunfleet_engine::time::now_micros();
-    let devices = system_devices(&state, &principal, id, now).await?;
     let not_found = || PortalError::NotFound {
         what: format!("device {device_id} of system {id}"),
     };

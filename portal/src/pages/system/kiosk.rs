@@ -14,7 +14,7 @@ use sunfleet_engine::registry::{KioskContent, SystemDetails};
 use sunfleet_query::Scope;
 use sunfleet_query::overview::EmissionFactors;
 
-use super::{SystemChrome, load};
+use super::{SystemChrome, load, system_record};
 use crate::access::{Need, authorize};
 use crate::i18n::Lang;
 use crate::pages::{Chrome, link_base, render};
@@ -161,9 +161,14 @@ async fn show(
     new_link: Option<String>,
     error: Option<String>,
 ) -> Result<Response, PortalError> {
-    let (chrome, system) = load(state, principal, id, "kiosk").await?;
+    authorize(principal, Need::System(id))?;
     let lang = principal.lang();
-    let kiosk = kiosk_view(state, &principal.scope, &system.details, lang).await?;
+    // The side panel and the kiosk's figures are independent reads: side by side.
+    let (details, _) = system_record(state, id)?;
+    let ((chrome, system), kiosk) = tokio::try_join!(
+        load(state, principal, id, "kiosk"),
+        kiosk_view(state, &principal.scope, &details, lang)
+    )?;
     let links = if system.can_manage {
         state
             .registry()
