@@ -1,15 +1,20 @@
 //! Reading stored Parquet files by system: files are sorted by `system_id`, so each row
 //! group's `system_id` statistics say whether it can hold a wanted system, and only those
-//! row groups are fetched.
+//! row groups are fetched; within them, `system_id` is decoded first and the other columns
+//! only for the wanted systems' rows.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::compute::filter_record_batch;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use roaring::RoaringBitmap;
 
@@ -37,11 +42,16 @@ impl Systems<'_> {
         }
     }
 
-    fn contains(&self, system: u32) -> bool {
+    /// The wanted systems as a set of their own; `None` for all.
+    fn as_bitmap(&self) -> Option<RoaringBitmap> {
         match self {
-            Systems::All => true,
-            Systems::Range(low, high) => (*low..=*high).contains(&system),
-            Systems::Set(set) => set.contains(system),
+            Systems::All => None,
+            Systems::Range(low, high) => {
+                let mut range = RoaringBitmap::new();
+                range.insert_range(*low..=*high);
+                Some(range)
+            }
+            Systems::Set(set) => Some((*set).clone()),
         }
     }
 }
@@ -131,39 +141,51 @@ impl OpenFile {
         }
         let path = &self.entry.path;
         let reader = ObjectReader::new(storage, path, self.entry.bytes);
-        let mut stream =
+        let mut builder =
             ParquetRecordBatchStreamBuilder::new_with_metadata(reader, self.metadata.clone())
                 .with_row_groups(row_groups)
-                .with_batch_size(64 * 1024)
-                .build()
-                .map_err(parquet_error(format!("reading {path}")))?;
+                .with_batch_size(64 * 1024);
+        if let Some(wanted) = systems.as_bitmap() {
+            // A row group holds many systems: `system_id` is decoded first and the other
+            // columns only for the rows of the wanted systems.
+            let schema = self.metadata.metadata().file_metadata().schema_descr();
+            let system_leaf = schema
+                .columns()
+                .iter()
+                .position(|c| c.name() == SYSTEM_ID)
+                .ok_or_else(|| Error::Schema {
+                    table: self.entry.table.name(),
+                    reason: format!("{path}: system_id missing"),
+                })?;
+            let predicate = ArrowPredicateFn::new(
+                ProjectionMask::leaves(schema, [system_leaf]),
+                move |batch: RecordBatch| {
+                    let ids = batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<UInt32Array>()
+                        .ok_or_else(|| {
+                            ArrowError::SchemaError("system_id is not a UInt32 column".to_owned())
+                        })?;
+                    Ok(ids
+                        .values()
+                        .iter()
+                        .map(|&s| Some(wanted.contains(s)))
+                        .collect::<BooleanArray>())
+                },
+            );
+            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+        }
+        let mut stream = builder
+            .build()
+            .map_err(parquet_error(format!("reading {path}")))?;
         while let Some(batch) = stream
             .try_next()
             .await
             .map_err(parquet_error(format!("reading {path}")))?
         {
-            if matches!(systems, Systems::All) {
+            if batch.num_rows() > 0 {
                 out.push(batch);
-                continue;
-            }
-            let ids = batch
-                .column_by_name(SYSTEM_ID)
-                .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
-                .ok_or_else(|| Error::Schema {
-                    table: self.entry.table.name(),
-                    reason: format!("{path}: system_id missing"),
-                })?;
-            let keep: BooleanArray = ids
-                .values()
-                .iter()
-                .map(|&s| Some(systems.contains(s)))
-                .collect();
-            let rows = filter_record_batch(&batch, &keep).map_err(|source| Error::Arrow {
-                context: format!("filtering {path}"),
-                source,
-            })?;
-            if rows.num_rows() > 0 {
-                out.push(rows);
             }
         }
         Ok(())
