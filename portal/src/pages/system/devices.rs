@@ -466,9 +466,10 @@ async fn devices_page(
     query: &DevicesQuery,
     form: Option<(String, i64, String)>,
 ) -> Result<Response, PortalError> {
+    // Authorised before the reads run side by side, so a refusal's status never depends on
+    // which read fails first.
     authorize(principal, Need::System(id))?;
     let now = sunfleet_engine::time::now_micros();
-    // The side panel and the device figures are independent reads: side by side.
     let ((chrome, system), devices) = tokio::try_join!(
         load(state, principal, id, "devices"),
         system_devices(state, principal, id, now)
