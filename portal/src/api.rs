@@ -4,11 +4,14 @@
 //! token in `X-CSRF-Token`. Errors are `{"error": "..."}` with the status code.
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use sunfleet_query::output::ResultFormat;
 
@@ -49,6 +52,38 @@ impl FromRequestParts<AppState> for ApiPrincipal {
             .map(ApiPrincipal)
             .map_err(ApiError)
     }
+}
+
+/// axum's `Query`, refusing a bad query string with a JSON error like the rest of the API.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(malformed(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// axum's `Path`, refusing a bad path parameter with a JSON error like the rest of the API.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(malformed(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+fn malformed(status: StatusCode, message: String) -> ApiError {
+    ApiError(PortalError::Malformed { status, message })
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -127,10 +162,10 @@ pub struct ActivationsQuery {
 pub async fn activations(
     State(state): State<AppState>,
     ApiPrincipal(principal): ApiPrincipal,
-    Query(query): Query<ActivationsQuery>,
+    ApiQuery(query): ApiQuery<ActivationsQuery>,
 ) -> ApiResult {
     authorize(&principal, Need::FleetPages)?;
-    let stage = query.stage.as_deref().filter(|s| !s.is_empty());
+    let stage = query.stage.as_deref();
     if let Some(stage) = stage
         && stage != "all"
         && !fleet::STAGES.iter().any(|(code, _)| *code == stage)
@@ -162,7 +197,7 @@ pub async fn activations(
 pub async fn activation(
     State(state): State<AppState>,
     ApiPrincipal(principal): ApiPrincipal,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     let a = activations::load(&state, &principal, id).await?;
     let f = &a.form;
@@ -213,12 +248,16 @@ pub struct SqlQuery {
 pub async fn sql(
     State(state): State<AppState>,
     ApiPrincipal(principal): ApiPrincipal,
-    Query(query): Query<SqlQuery>,
+    ApiQuery(query): ApiQuery<SqlQuery>,
     headers: HeaderMap,
-    body: String,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     authorize(&principal, Need::Sql)?;
     principal.check_csrf(headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))?;
+    let body = body.map_err(|rejection| malformed(rejection.status(), rejection.body_text()))?;
+    let body = String::from_utf8(body.to_vec()).map_err(|e| PortalError::BadRequest {
+        message: format!("the request body is not UTF-8 text: {e}"),
+    })?;
     let format = match query.format.as_deref() {
         None => ResultFormat::Json,
         Some(name) => ResultFormat::from_name(name).ok_or_else(|| PortalError::BadRequest {

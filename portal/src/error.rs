@@ -21,6 +21,9 @@ pub enum PortalError {
     NotFound { what: String },
     #[error("{message}")]
     BadRequest { message: String },
+    /// A request axum could not take apart (query string, path, body), with axum's status.
+    #[error("{message}")]
+    Malformed { status: StatusCode, message: String },
     #[error("the form's security token is missing or stale: reload the page and try again")]
     CsrfMismatch,
     #[error("too many failed sign-ins; try again in {retry_after_s} seconds")]
@@ -47,6 +50,7 @@ impl PortalError {
             PortalError::Forbidden { .. } => StatusCode::FORBIDDEN,
             PortalError::NotFound { .. } | PortalError::InvalidKioskLink => StatusCode::NOT_FOUND,
             PortalError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            PortalError::Malformed { status, .. } => *status,
             PortalError::CsrfMismatch => StatusCode::FORBIDDEN,
             PortalError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             PortalError::Query(error) => match error {

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a panic is the failure report
 
 mod activation;
+mod api_schema;
 mod browser;
 mod demo;
 mod diagnostics;
