@@ -570,6 +570,11 @@ async fn run_session(
     let mut reader = FrameReader::new(recv, Some(shared.budget.clone()), config.frame_timeout);
     let hello = match tokio::time::timeout(config.hello_timeout, reader.next()).await {
         Err(_) => return Err(Refusal::new(ErrorCode::Timeout, "no Hello in time")),
+        // The gateway went away (closed, reset) before its Hello: not a server failure,
+        // the same as after the Hello (`read_frames`).
+        Ok(Err(WireError::Read(
+            quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_),
+        ))) => return Ok(()),
         Ok(frame) => frame?,
     };
     let acked = match hello.map(|h| h.frame) {

@@ -6,6 +6,7 @@ mod api_schema;
 mod browser;
 mod demo;
 mod diagnostics;
+mod foreign_quic;
 mod http;
 mod import_export;
 mod members;
