@@ -19,6 +19,8 @@ use sunfleet_ingest::tls::ServerIdentity;
 use sunfleet_query::checks::{CheckSchedule, CheckSettings, run_checks};
 use sunfleet_query::flight::{FlightConfig, FlightServer};
 use sunfleet_query::postgres::{PostgresConfig, PostgresServer};
+use sunfleet_query::sql_sign_in::SqlSignIn;
+use sunfleet_query::throttle::{SignInThrottle, ThrottleLimits};
 use sunfleet_query::{QueryConfig, QueryEngine};
 
 use crate::data::{DEFAULT_DATA_DIR, DataFolder};
@@ -193,13 +195,19 @@ pub async fn run_services(
     } else {
         None
     };
+    // One count of failed sign-ins for the portal and both SQL endpoints.
+    let sign_in_throttle = Arc::new(SignInThrottle::new(ThrottleLimits::default()));
+    let sql_sign_in = Arc::new(SqlSignIn::new(
+        Arc::clone(&folder.registry),
+        Arc::clone(&sign_in_throttle),
+    ));
     let postgres = PostgresServer::start(
         PostgresConfig {
             listen: args.postgres,
             tls: sql_tls,
         },
         Arc::clone(&query),
-        Arc::clone(&folder.registry),
+        Arc::clone(&sql_sign_in),
     )
     .await?;
     let flight = FlightServer::start(
@@ -213,7 +221,7 @@ pub async fn run_services(
             }),
         },
         Arc::clone(&query),
-        Arc::clone(&folder.registry),
+        sql_sign_in,
     )
     .await?;
     // Before the portal, so mail queued by its first requests goes at once.
@@ -221,6 +229,7 @@ pub async fn run_services(
     let mut portal_config = PortalConfig::new(args.portal);
     portal_config.mail_delivery = mail_config.describe();
     portal_config.public_url = args.public_url.clone();
+    portal_config.sign_in_throttle = sign_in_throttle;
     portal_config.secure_cookies = args
         .public_url
         .as_deref()

@@ -49,14 +49,7 @@ pub fn authorize(principal: &Principal, need: Need) -> Result<(), PortalError> {
                     | UserRole::PlatformAdmin
             ) && principal.scope.systems().is_none_or(|s| s.contains(id))
         }
-        Need::Sql => matches!(
-            role,
-            UserRole::InstallerAdmin
-                | UserRole::InstallerUser
-                | UserRole::Subcontractor
-                | UserRole::Analyst
-                | UserRole::PlatformAdmin
-        ),
+        Need::Sql => role.may_run_sql(),
         Need::CompanyUsers => matches!(
             role,
             UserRole::InstallerAdmin | UserRole::InstallerUser | UserRole::Subcontractor

@@ -5,7 +5,6 @@
 //! - [`server`]: the router, shared state and the HTTP server's life cycle;
 //! - [`session`]: sign-in sessions in cookies, CSRF tokens, the signed-in [`Principal`];
 //! - [`access`]: the one function that decides what a principal may do ([`access::authorize`]);
-//! - [`throttle`]: sign-in attempt limits;
 //! - [`pages`]: the HTML pages (sign-in, dashboard, alerts, systems);
 //! - [`api`]: the JSON API beside the pages, and analyst SQL;
 //! - [`fleet`]: what the fleet pages and the API show, read through the query layer in the
@@ -23,7 +22,6 @@ pub mod mail;
 pub mod pages;
 pub mod server;
 pub mod session;
-pub mod throttle;
 pub mod weather;
 
 pub use error::PortalError;

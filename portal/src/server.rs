@@ -15,8 +15,8 @@ use sunfleet_query::QueryEngine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::throttle::{SignInThrottle, ThrottleLimits};
 use crate::{PortalError, api, pages};
+use sunfleet_query::throttle::SignInThrottle;
 
 /// Portal settings.
 #[derive(Debug, Clone)]
@@ -26,7 +26,8 @@ pub struct PortalConfig {
     pub session_lifetime_us: i64,
     /// Mark cookies `Secure` (the portal is reached over HTTPS, e.g. behind a proxy).
     pub secure_cookies: bool,
-    pub sign_in_limits: ThrottleLimits,
+    /// Shared with the SQL endpoints, so one count of failures covers every sign-in.
+    pub sign_in_throttle: Arc<SignInThrottle>,
     /// The address people reach the portal at (`https://portal.example.com`), for links
     /// sent to them; without it, the address of the request.
     pub public_url: Option<String>,
@@ -43,7 +44,7 @@ impl PortalConfig {
             listen,
             session_lifetime_us: 12 * 3_600_000_000,
             secure_cookies: false,
-            sign_in_limits: ThrottleLimits::default(),
+            sign_in_throttle: Arc::new(SignInThrottle::new(Default::default())),
             public_url: None,
             weather: None,
             mail_delivery: None,
@@ -67,7 +68,7 @@ pub(crate) struct Shared {
     pub query: Arc<QueryEngine>,
     pub registry: Arc<Registry>,
     pub config: PortalConfig,
-    pub throttle: SignInThrottle,
+    pub throttle: Arc<SignInThrottle>,
     pub metrics: Metrics,
 }
 
@@ -131,7 +132,7 @@ impl PortalServer {
             local_addr,
             query,
             registry,
-            throttle: SignInThrottle::new(config.sign_in_limits),
+            throttle: Arc::clone(&config.sign_in_throttle),
             config,
             metrics: Metrics::default(),
         }));

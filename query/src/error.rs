@@ -27,6 +27,13 @@ pub enum QueryError {
     /// Absent, or outside what the principal may see: the two are not told apart.
     #[error("{what} not found")]
     NotFound { what: String },
+    /// A standing sign-in (a Postgres connection, a Flight SQL token) whose user was
+    /// deactivated, changed password or lost SQL access since.
+    #[error(
+        "the sign-in no longer holds (user deactivated, password changed or SQL access \
+         withdrawn): sign in again"
+    )]
+    SignInLapsed,
     #[error(transparent)]
     Engine(#[from] sunfleet_engine::Error),
     #[error("query runtime: {message}")]

@@ -3,7 +3,9 @@
 //!
 //! - **Sign-in**: the Flight handshake with HTTP Basic credentials (a registry user's
 //!   e-mail and password, checked with argon2) returns a bearer token; every other call
-//!   must carry it. Tokens live in memory and expire ([`TOKEN_LIFETIME`]).
+//!   must carry it. Tokens live in memory and expire ([`TOKEN_LIFETIME`]); one stops
+//!   working at once when its user is deactivated, changes password or loses SQL access
+//!   ([`SqlSignIn`]). Failed sign-ins count toward the portal's limits.
 //! - **Per-principal session**: a statement is planned and run in a session built for the
 //!   token's user at that moment, as on the Postgres endpoint. Tickets carry only the SQL;
 //!   whoever redeems one is checked again and sees only their own scope.
@@ -11,7 +13,7 @@
 //!   Substrait and transactions are refused with the reason.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,12 +36,13 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use prost::Message;
-use sunfleet_engine::registry::{Registry, UserRecord};
+use sunfleet_engine::registry::StandingSignIn;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::sql_sign_in::{SignInRefused, SqlSignIn};
 use crate::{QueryEngine, QueryError, Scope};
 
 /// How long a sign-in token stays valid.
@@ -64,7 +67,7 @@ impl FlightServer {
     pub async fn start(
         config: FlightConfig,
         engine: Arc<QueryEngine>,
-        registry: Arc<Registry>,
+        sign_in: Arc<SqlSignIn>,
     ) -> Result<Self, QueryError> {
         let runtime = |message: String| QueryError::Runtime { message };
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -84,7 +87,7 @@ impl FlightServer {
         }
         let service = FlightSqlEndpoint {
             engine,
-            registry,
+            sign_in,
             tokens: Arc::new(Mutex::new(HashMap::new())),
         };
         let (stop, mut stop_rx) = watch::channel(false);
@@ -119,14 +122,14 @@ impl FlightServer {
 }
 
 struct Session {
-    user: UserRecord,
+    signed_in: StandingSignIn,
     expires: Instant,
 }
 
 #[derive(Clone)]
 struct FlightSqlEndpoint {
     engine: Arc<QueryEngine>,
-    registry: Arc<Registry>,
+    sign_in: Arc<SqlSignIn>,
     tokens: Arc<Mutex<HashMap<String, Session>>>,
 }
 
@@ -137,6 +140,7 @@ fn query_status(error: QueryError) -> Status {
     match error {
         QueryError::Sql { .. } | QueryError::BadRequest { .. } => Status::invalid_argument(message),
         QueryError::Refused { .. } => Status::permission_denied(message),
+        QueryError::SignInLapsed => Status::unauthenticated(message),
         QueryError::NotFound { .. } => Status::not_found(message),
         QueryError::Timeout { .. } => Status::deadline_exceeded(message),
         QueryError::ResultTooLarge { .. } | QueryError::OutOfMemory { .. } => {
@@ -147,8 +151,8 @@ fn query_status(error: QueryError) -> Status {
 }
 
 impl FlightSqlEndpoint {
-    /// The user behind the request's bearer token.
-    fn user<T>(&self, request: &Request<T>) -> Result<UserRecord, Status> {
+    /// The sign-in behind the request's bearer token.
+    fn signed_in<T>(&self, request: &Request<T>) -> Result<StandingSignIn, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -163,16 +167,15 @@ impl FlightSqlEndpoint {
         tokens
             .get(token)
             .filter(|session| session.expires > Instant::now())
-            .map(|session| session.user.clone())
+            .map(|session| session.signed_in.clone())
             .ok_or_else(|| {
                 Status::unauthenticated("the token is unknown or expired: sign in again")
             })
     }
 
     fn scope<T>(&self, request: &Request<T>) -> Result<Scope, Status> {
-        let user = self.user(request)?;
-        Scope::of_user(&self.registry, &user, sunfleet_engine::time::now_micros())
-            .map_err(query_status)
+        let signed_in = self.signed_in(request)?;
+        self.sign_in.scope(&signed_in).map_err(query_status)
     }
 
     /// A FlightInfo whose one endpoint's ticket, redeemed with `do_get`, runs `sql`.
@@ -245,14 +248,27 @@ impl FlightSqlService for FlightSqlEndpoint {
         let (email, password) = decoded
             .split_once(':')
             .ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
-        let user = Scope::sign_in(&self.registry, email, password)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let Some(user) = user else {
-            tracing::info!(%email, "Flight SQL sign-in refused");
-            return Err(Status::unauthenticated(format!(
-                "password authentication failed for user \"{email}\""
-            )));
+        // Unknown behind a proxy that hides it: the e-mail limit still applies.
+        let client = request
+            .remote_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.ip());
+        let signed_in = match self.sign_in.sign_in(email, password, client).await {
+            Ok(signed_in) => signed_in,
+            Err(refused) => {
+                tracing::info!(%client, %refused, "Flight SQL sign-in refused");
+                return Err(match refused {
+                    SignInRefused::WrongCredentials { .. } => {
+                        Status::unauthenticated(refused.to_string())
+                    }
+                    SignInRefused::Throttled { .. } => {
+                        Status::resource_exhausted(refused.to_string())
+                    }
+                    SignInRefused::NoSqlAccess { .. } => {
+                        Status::permission_denied(refused.to_string())
+                    }
+                    SignInRefused::Query(error) => query_status(error),
+                });
+            }
         };
         let token = new_token()?;
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
@@ -262,7 +278,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         tokens.insert(
             token.clone(),
             Session {
-                user,
+                signed_in,
                 expires: now + TOKEN_LIFETIME,
             },
         );
@@ -339,7 +355,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         _query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        self.user(&request).map(|_| ())
+        self.signed_in(&request).map(|_| ())
     }
 
     async fn get_flight_info_prepared_statement(

@@ -12,6 +12,8 @@
 //!   [`live`]: each device's freshest reading; [`devices`]: per-device figures, readings
 //!   and reported events of one system; [`lineage`]: the units a device replaced, whose
 //!   history its own continues.
+//! - [`postgres`], [`flight`]: the analysts' endpoints; [`sql_sign_in`]: their sign-in,
+//!   re-checked at every statement; [`throttle`]: sign-in attempt limits (portal too).
 //! - [`checks`]: the fleet checks; [`activation`]: the activation checklist advancing
 //!   from what gateways report.
 
@@ -36,7 +38,9 @@ pub mod scope;
 pub mod scope_filter;
 pub mod series;
 pub mod site;
+pub mod sql_sign_in;
 pub mod telemetry;
+pub mod throttle;
 
 pub use engine::{PlannedQuery, QueryConfig, QueryEngine, SqlAnswer};
 pub use error::QueryError;

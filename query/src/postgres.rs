@@ -7,7 +7,9 @@
 //!   unencrypted connections (and never falls back to plaintext when TLS cannot start).
 //! - **Per-principal session**: each statement is planned in a session built for the
 //!   signed-in user's scope at that moment (grants expire), so one connection never sees
-//!   another's rows and a revoked grant takes effect at the next statement.
+//!   another's rows and a revoked grant takes effect at the next statement. A user
+//!   deactivated, with a changed password or without SQL any more is refused from the next
+//!   statement on ([`SqlSignIn`]); failed sign-ins count toward the portal's limits.
 //! - **Read-only**: what [`QueryEngine::plan`] refuses is refused here too. `BEGIN`,
 //!   `COMMIT`, `ROLLBACK` and a few client settings (`SET application_name`, …) are
 //!   accepted, since drivers send them, and change nothing.
@@ -39,12 +41,13 @@ use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::process_socket;
 use pgwire::tokio::tokio_rustls::TlsAcceptor;
-use sunfleet_engine::registry::{Registry, UserRecord};
+use sunfleet_engine::registry::StandingSignIn;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::PlannedQuery;
+use crate::sql_sign_in::{SignInRefused, SqlSignIn};
 use crate::{QueryEngine, QueryError, Scope, SqlAnswer};
 
 /// Where and how the Postgres endpoint listens.
@@ -66,7 +69,7 @@ impl PostgresServer {
     pub async fn start(
         config: PostgresConfig,
         engine: Arc<QueryEngine>,
-        registry: Arc<Registry>,
+        sign_in: Arc<SqlSignIn>,
     ) -> Result<Self, QueryError> {
         let listener = TcpListener::bind(config.listen)
             .await
@@ -83,14 +86,14 @@ impl PostgresServer {
         });
         let handlers = Arc::new(Handlers {
             startup: Arc::new(SignIn {
-                registry: Arc::clone(&registry),
+                sign_in: Arc::clone(&sign_in),
                 tls_required: tls.is_some(),
                 parameters: server_parameters(),
             }),
             sql: Arc::new(SqlService {
                 parser: Arc::new(StatementParser {
                     engine: Arc::clone(&engine),
-                    registry,
+                    sign_in,
                 }),
                 engine,
             }),
@@ -169,11 +172,11 @@ impl PgWireServerHandlers for Handlers {
 }
 
 /// The user a connection signed in as (kept in the connection's session extensions).
-struct SignedIn(UserRecord);
+struct SignedIn(StandingSignIn);
 
 /// Password sign-in against the registry's users.
 struct SignIn {
-    registry: Arc<Registry>,
+    sign_in: Arc<SqlSignIn>,
     tls_required: bool,
     parameters: DefaultServerParameterProvider,
 }
@@ -223,18 +226,21 @@ impl StartupHandler for SignIn {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
-                let user = Scope::sign_in(&self.registry, &email, &password)
-                    .await
-                    .map_err(|e| user_error("FATAL", "XX000", e.to_string()))?;
-                let Some(user) = user else {
-                    tracing::info!(%email, peer = %client.socket_addr(), "Postgres sign-in refused");
-                    return Err(user_error(
-                        "FATAL",
-                        "28P01",
-                        format!("password authentication failed for user \"{email}\""),
-                    ));
+                let peer = client.socket_addr();
+                let signed_in = match self.sign_in.sign_in(&email, &password, peer.ip()).await {
+                    Ok(signed_in) => signed_in,
+                    Err(refused) => {
+                        tracing::info!(%peer, %refused, "Postgres sign-in refused");
+                        let code = match &refused {
+                            SignInRefused::WrongCredentials { .. } => "28P01",
+                            SignInRefused::Throttled { .. } => "53400",
+                            SignInRefused::NoSqlAccess { .. } => "28000",
+                            SignInRefused::Query(_) => "XX000",
+                        };
+                        return Err(user_error("FATAL", code, refused.to_string()));
+                    }
                 };
-                client.session_extensions().insert(SignedIn(user));
+                client.session_extensions().insert(SignedIn(signed_in));
                 let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
                 client.set_pid_and_secret_key(pid, secret_key);
                 finish_authentication(client, &self.parameters).await?;
@@ -312,7 +318,7 @@ struct SqlService {
 /// protocol keeps the plan between Parse and Execute).
 struct StatementParser {
     engine: Arc<QueryEngine>,
-    registry: Arc<Registry>,
+    sign_in: Arc<SqlSignIn>,
 }
 
 impl StatementParser {
@@ -321,8 +327,7 @@ impl StatementParser {
             .session_extensions()
             .get::<SignedIn>()
             .ok_or_else(|| user_error("FATAL", "28000", "not signed in"))?;
-        Scope::of_user(&self.registry, &user.0, sunfleet_engine::time::now_micros())
-            .map_err(query_error)
+        self.sign_in.scope(&user.0).map_err(query_error)
     }
 
     async fn prepare(&self, scope: &Scope, sql: &str) -> PgWireResult<Prepared> {
@@ -339,6 +344,7 @@ fn query_error(error: QueryError) -> PgWireError {
     let code = match &error {
         QueryError::Sql { .. } | QueryError::BadRequest { .. } => "42000",
         QueryError::Refused { .. } => "42501",
+        QueryError::SignInLapsed => "28000",
         QueryError::NotFound { .. } => "42P01",
         QueryError::Timeout { .. } => "57014",
         QueryError::ResultTooLarge { .. } => "54000",
@@ -449,7 +455,7 @@ impl ExtendedQueryHandler for SqlService {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Prepared>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -462,6 +468,8 @@ impl ExtendedQueryHandler for SqlService {
         match &portal.statement.statement {
             Prepared::Session(command) => Ok(command.response()),
             Prepared::Query(planned) => {
+                // Prepared while the sign-in held; it must still hold to run.
+                self.parser.scope(client)?;
                 let values = bound_parameters(portal, planned)?;
                 let planned = planned
                     .clone()

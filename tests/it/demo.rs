@@ -20,6 +20,8 @@ pub struct Demo {
     pub quic: String,
     /// Role label → e-mail, as the demo prints them.
     pub accounts: BTreeMap<String, String>,
+    /// The SQL endpoints' ports: Postgres wire, Flight SQL.
+    pub sql_ports: (u16, u16),
 }
 
 pub fn start_demo(data: &std::path::Path, portal_port: u16) -> Demo {
@@ -51,6 +53,7 @@ pub fn start_demo_with_args(
 ) -> Demo {
     let portal = format!("127.0.0.1:{portal_port}");
     let quic = format!("127.0.0.1:{}", free_udp_port());
+    let sql_ports = (free_tcp_port(), free_tcp_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_sunfleet"))
         .args(["demo", "--data"])
         .arg(data)
@@ -63,8 +66,8 @@ pub fn start_demo_with_args(
             &portal,
         ])
         .args(["--quic", &quic])
-        .args(["--postgres", &format!("127.0.0.1:{}", free_tcp_port())])
-        .args(["--flight", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(["--postgres", &format!("127.0.0.1:{}", sql_ports.0)])
+        .args(["--flight", &format!("127.0.0.1:{}", sql_ports.1)])
         .args(extra)
         .env("SUNFLEET_LOG", "warn")
         .stdout(Stdio::piped())
@@ -105,6 +108,7 @@ pub fn start_demo_with_args(
         portal,
         quic,
         accounts,
+        sql_ports,
     }
 }
 

@@ -4,7 +4,7 @@
 //! the same Parquet files.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -419,4 +419,152 @@ fn sql_clients_sign_in_see_their_company_and_agree_with_duckdb() {
         psql_ok(&verified, "SELECT count(*) FROM systems"),
         vec![first_systems.len().to_string()]
     );
+}
+
+/// `standing_sql_session.py`: one open connection whose statements the test releases one
+/// at a time (a line on its standard input each), so something can change in between.
+struct StandingSession {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl StandingSession {
+    /// Signs in and runs a first statement; its answer line.
+    fn open(protocol: &str, port: u16, user: &str, password: &str) -> (Self, String) {
+        let mut child = Command::new(python())
+            .arg(interop_script("standing_sql_session.py"))
+            .args([protocol, "127.0.0.1", &port.to_string(), user, password])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let mut output = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = output.next().unwrap().unwrap();
+        assert_eq!(output.next().unwrap().unwrap(), "ready");
+        (
+            Self {
+                child,
+                input,
+                output,
+            },
+            first,
+        )
+    }
+
+    /// Runs the statement again on the same connection; its answer line.
+    fn again(&mut self) -> String {
+        writeln!(self.input, "go").unwrap();
+        self.output.next().unwrap().unwrap()
+    }
+}
+
+impl Drop for StandingSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sql_sign_ins_end_with_deactivation_or_a_new_password_and_owners_get_no_sql() {
+    use crate::demo::{PASSWORD as DEMO_PASSWORD, start_demo};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let demo = start_demo(&data, free_tcp_port());
+    let (postgres, flight) = demo.sql_ports;
+    let analyst = demo.accounts["analyst (SQL only)"].clone();
+    let owner = &demo.accounts["system owner (read-only)"];
+    let admin = &demo.accounts["installer administrator"];
+    let connect =
+        |user: &str| format!("host=127.0.0.1 port={postgres} user={user} dbname=sunfleet");
+
+    // Owners see their systems through the portal's pages only, on every SQL surface.
+    let out = psql(&connect(owner), DEMO_PASSWORD, "SELECT 1");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no SQL access"),
+        "{}",
+        stderr(&out)
+    );
+    let by_adbc = adbc(
+        &format!("grpc://127.0.0.1:{flight}"),
+        owner,
+        DEMO_PASSWORD,
+        None,
+        &["SELECT 1"],
+    );
+    assert!(by_adbc[0][0].contains("no SQL access"), "{by_adbc:?}");
+
+    let registry = Registry::open(sunfleet::data::registry_path(&data)).unwrap();
+    let analyst_user = registry.user_by_email(&analyst).unwrap().unwrap();
+    let admin_user = registry.user_by_email(admin).unwrap().unwrap();
+    let company = analyst_user.company_id.unwrap();
+    let now = sunfleet_engine::time::now_micros;
+
+    // Deactivated: an open Postgres connection and a Flight token stop at their next statement.
+    let (mut by_postgres, first) =
+        StandingSession::open("postgres", postgres, &analyst, DEMO_PASSWORD);
+    assert!(first.starts_with("count,"), "{first}");
+    let (mut by_flight, first) = StandingSession::open("flight", flight, &analyst, DEMO_PASSWORD);
+    assert!(first.starts_with("count,"), "{first}");
+    registry
+        .set_user_active(company, analyst_user.id, false, admin_user.id, now())
+        .unwrap();
+    for session in [&mut by_postgres, &mut by_flight] {
+        let answer = session.again();
+        assert!(answer.contains("no longer holds"), "{answer}");
+    }
+    registry
+        .set_user_active(company, analyst_user.id, true, admin_user.id, now())
+        .unwrap();
+    // Reactivated, the same sign-ins hold again (their password did not change).
+    assert!(by_postgres.again().starts_with("count,"));
+
+    // A new password: the old sign-ins end, the old password no longer opens, the new one does.
+    let new_password = "a brand new analyst password";
+    registry.set_password(&analyst, new_password).unwrap();
+    for session in [&mut by_postgres, &mut by_flight] {
+        let answer = session.again();
+        assert!(answer.contains("no longer holds"), "{answer}");
+    }
+    assert!(
+        !psql(&connect(&analyst), DEMO_PASSWORD, "SELECT 1")
+            .status
+            .success()
+    );
+    let out = psql(&connect(&analyst), new_password, "SELECT 1");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Guessing is throttled: after five failures for one e-mail, even the right password
+    // waits, on both endpoints and in the portal, which share the count.
+    for _ in 0..5 {
+        let out = psql(&connect(admin), "a wrong guess", "SELECT 1");
+        assert!(
+            stderr(&out).contains("password authentication failed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = psql(&connect(admin), DEMO_PASSWORD, "SELECT 1");
+    assert!(
+        stderr(&out).contains("too many failed sign-ins"),
+        "{}",
+        stderr(&out)
+    );
+    let by_adbc = adbc(
+        &format!("grpc://127.0.0.1:{flight}"),
+        admin,
+        DEMO_PASSWORD,
+        None,
+        &["SELECT 1"],
+    );
+    assert!(
+        by_adbc[0][0].contains("too many failed sign-ins"),
+        "{by_adbc:?}"
+    );
+    let mut browser = crate::http::Client::new(&demo.portal);
+    assert_eq!(browser.sign_in(admin, DEMO_PASSWORD).status, 429);
 }

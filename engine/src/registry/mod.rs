@@ -72,7 +72,7 @@ pub use system_settings::{
     ArrayLayout, ArraySpec, CompanyContact, EstimateSettings, GridPlace, InstallerSettings,
     LaborClaim, Placement, ReturnRequest, SystemArray, SystemDevice,
 };
-pub use users::{MIN_PASSWORD_CHARS, UserRecord, UserRole, UserSummary};
+pub use users::{MIN_PASSWORD_CHARS, StandingSignIn, UserRecord, UserRole, UserSummary};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -49,6 +49,12 @@ impl UserRole {
         }
     }
 
+    /// Whether the role may run SQL (the portal's SQL API, Postgres wire, Flight SQL):
+    /// everyone but owners, who see their systems through the pages.
+    pub fn may_run_sql(self) -> bool {
+        self != UserRole::Owner
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|role| role.as_str() == text)
     }
@@ -67,6 +73,14 @@ pub struct UserRecord {
     pub active: bool,
     /// The interface language the user chose: `en` or `fr`.
     pub language: String,
+}
+
+/// A password check that outlives its request. It keeps the hash the password was checked
+/// against, so a later [`Registry::still_signed_in`] notices a changed password.
+#[derive(Clone, Debug)]
+pub struct StandingSignIn {
+    pub user: UserRecord,
+    password_hash: String,
 }
 
 /// The hash checked when the e-mail is unknown, so a wrong e-mail takes as long as a wrong
@@ -201,6 +215,18 @@ impl Registry {
     /// password, no password set or deactivated: one answer for all). Takes tens of
     /// milliseconds on purpose (argon2); call it off the async threads.
     pub fn authenticate(&self, email: &str, password: &str) -> Result<Option<UserRecord>, Error> {
+        Ok(self
+            .authenticate_standing(email, password)?
+            .map(|signed_in| signed_in.user))
+    }
+
+    /// [`Registry::authenticate`] for a sign-in that outlives its request (a Postgres
+    /// connection, a Flight SQL token): [`Registry::still_signed_in`] re-checks it later.
+    pub fn authenticate_standing(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<StandingSignIn>, Error> {
         let found = self.user_with_hash(email)?;
         let hash = match found.as_ref().and_then(|(_, hash)| hash.as_deref()) {
             Some(hash) => hash,
@@ -213,17 +239,44 @@ impl Registry {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok();
         match found {
-            Some((user, Some(_))) if matches && user.active => {
+            Some((user, Some(password_hash))) if matches && user.active => {
                 self.connection()
                     .execute(
                         "UPDATE users SET last_login_us = ?1 WHERE id = ?2",
                         params![crate::time::now_micros(), user.id],
                     )
                     .map_err(sql_error(format!("recording the sign-in of {email:?}")))?;
-                Ok(Some(user))
+                Ok(Some(StandingSignIn {
+                    user,
+                    password_hash,
+                }))
             }
             _ => Ok(None),
         }
+    }
+
+    /// The user of a standing sign-in as stored now (role and company may have changed),
+    /// or `None` once it no longer holds: the user is gone or deactivated, or the password
+    /// was changed (or reset) since.
+    pub fn still_signed_in(&self, signed_in: &StandingSignIn) -> Result<Option<UserRecord>, Error> {
+        let row = self
+            .connection()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                params![signed_in.user.id],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_error(format!(
+                "re-checking the sign-in of user {}",
+                signed_in.user.id
+            )))?;
+        Ok(match row.map(user_record).transpose()? {
+            Some((user, Some(hash))) if user.active && hash == signed_in.password_hash => {
+                Some(user)
+            }
+            _ => None,
+        })
     }
 }
 

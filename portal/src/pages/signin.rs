@@ -1,7 +1,7 @@
 //! Sign-in and sign-out. The sign-in form carries a token that must match a cookie set with
 //! the form (so another site cannot sign a browser into an account of its choosing); a
 //! successful sign-in starts a fresh session (the cookie is replaced), and failures count
-//! toward [`crate::throttle`]'s limits.
+//! toward [`sunfleet_query::throttle`]'s limits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
