@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use sunfleet_engine::directory::DeviceDirectory;
 use sunfleet_engine::ids::{BatchSeq, Serial, SystemId};
 use sunfleet_engine::telemetry::{MicroReading, TelemetryBatch, micro_status};
-use sunfleet_engine::time::CivilDate;
+use sunfleet_engine::time::{CivilDate, STORABLE_TIMES_US};
 
 use crate::data::{DEFAULT_DATA_DIR, DataFolder};
 
@@ -238,6 +238,9 @@ fn parse_row(
     };
     if time_us > now_us {
         return Err(format!("end_time: {time_text} is in the future"));
+    }
+    if !STORABLE_TIMES_US.contains(&time_us) {
+        return Err(format!("end_time: {time_text} is before 2000"));
     }
 
     let interval_s = match columns.interval {

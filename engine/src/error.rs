@@ -60,6 +60,15 @@ pub enum Error {
         "the write buffer holds {rows} rows, the most allowed is {limit}: persistence is behind; retry shortly"
     )]
     BufferFull { rows: usize, limit: usize },
+    #[error(
+        "batch {seq} of gateway {gateway} holds a time of {time_us} µs since 1970, outside the \
+         stored span 2000-01-01 to 9999-12-31 (UTC): is the gateway's clock set?"
+    )]
+    TimeOutOfRange {
+        gateway: crate::ids::Serial,
+        seq: u64,
+        time_us: i64,
+    },
     #[error("registry: {context}: {source}")]
     Registry {
         context: String,

@@ -364,8 +364,17 @@ impl Store {
     }
 
     /// Queues a batch; the handle resolves once it is durable and readable. Refused with
-    /// [`Error::BufferFull`] while persistence is too far behind (the caller retries later).
+    /// [`Error::BufferFull`] while persistence is too far behind (the caller retries later),
+    /// and with [`Error::TimeOutOfRange`] when a time is outside
+    /// [`crate::time::STORABLE_TIMES_US`] (nothing of the batch is stored).
     pub fn append(&self, batch: TelemetryBatch) -> Result<PendingAppend, Error> {
+        if let Some(time_us) = batch.time_out_of_range() {
+            return Err(Error::TimeOutOfRange {
+                gateway: batch.gateway,
+                seq: batch.seq.0,
+                time_us,
+            });
+        }
         let rows = self.buffered_rows();
         if rows >= self.config.max_buffered_rows {
             return Err(Error::BufferFull {

@@ -5,6 +5,7 @@
 //! timestamp is the **end** of the reading's interval, in microseconds since the Unix epoch, UTC.
 
 use crate::ids::{BatchSeq, Serial};
+use crate::time::STORABLE_TIMES_US;
 
 /// Status flags of one microinverter reading.
 pub mod micro_status {
@@ -335,6 +336,18 @@ impl TelemetryBatch {
     /// Readings of every kind (events excluded).
     pub fn reading_count(&self) -> usize {
         self.micro.len() + self.meters.len() + self.batteries.len()
+    }
+
+    /// The first reading or event time outside [`STORABLE_TIMES_US`], if any.
+    pub fn time_out_of_range(&self) -> Option<i64> {
+        self.micro
+            .time_us
+            .iter()
+            .copied()
+            .chain(self.meters.iter().map(|r| r.time_us))
+            .chain(self.batteries.iter().map(|r| r.time_us))
+            .chain(self.events.iter().map(|e| e.time_us))
+            .find(|time_us| !STORABLE_TIMES_US.contains(time_us))
     }
 }
 

@@ -10,6 +10,12 @@ use crate::Error;
 pub const MICROS_PER_SECOND: i64 = 1_000_000;
 pub const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
 
+/// The reading and event times the engine stores: from 2000-01-01 to the end of 9999, UTC.
+/// A time outside is a gateway's clock fault, and neither its day partition nor its
+/// rollups could be named or read back; appends holding one are refused.
+pub const STORABLE_TIMES_US: std::ops::RangeInclusive<i64> =
+    946_684_800_000_000..=253_402_300_799_999_999;
+
 /// Now, in microseconds since the Unix epoch (UTC).
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now()

@@ -700,6 +700,14 @@ async fn read_frames(
                         "batch sequence numbers start at 1",
                     ));
                 }
+                if let Some(time_us) = batch.time_out_of_range() {
+                    let refused = sunfleet_engine::Error::TimeOutOfRange {
+                        gateway: serial,
+                        seq,
+                        time_us,
+                    };
+                    return Err(Refusal::new(ErrorCode::Malformed, refused.to_string()));
+                }
                 let durable = if seq <= last_appended {
                     shared
                         .counters

@@ -31,7 +31,7 @@ import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events
@@ -722,6 +722,13 @@ async def main_lane(ctx):
     await after_hello(ctx, "batch-value-out-of-range",
                       lambda a: frame(BATCH, batch_body(s, a + 1, 0, [Micro(
                           serial=482_100_000_000, time_us=0, interval_s=70_000)])), 4)
+    # A gateway whose clock is wrong: times the engine could not file under a day.
+    for name, time_us in [("i64-max", 2**63 - 1), ("i64-min", -(2**63)),
+                          ("year-10000", 253_402_300_800_000_000),
+                          ("before-2000", 946_684_799_999_999)]:
+        await after_hello(ctx, f"batch-reading-time-{name}",
+                          lambda a, t=time_us: frame(BATCH, batch_body(s, a + 1, 0, [
+                              replace(reading(ctx), time_us=t)])), 4)
     await after_hello(ctx, "batch-names-another-gateway",
                       lambda a: frame(BATCH, batch_body(other, a + 1, 0)), 4)
     await after_hello(ctx, "batch-sequence-0", lambda a: frame(BATCH, batch_body(s, 0, 0)), 4)

@@ -461,3 +461,36 @@ pub fn readings_of(batches: &[TelemetryBatch], directory: &DeviceDirectory) -> R
     }
     sunfleet_engine::dedup::sort_dedup(Table::Readings, &[builder.finish()]).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_time_no_day_can_hold_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, directory) = fleet_day(1);
+    let store = open(dir.path(), &directory).await.unwrap();
+    let (first, rest) = batches.split_first().unwrap();
+    append_all(&store, std::slice::from_ref(first)).await;
+    let before = read_day(&store).await;
+    let with_readings = rest.iter().find(|b| b.micro.len() > 1).unwrap();
+    for bad_time_us in [
+        i64::MIN,
+        -1,
+        946_684_799_999_999,
+        253_402_300_800_000_000,
+        i64::MAX,
+    ] {
+        let mut batch = with_readings.clone();
+        let last = batch.micro.len() - 1;
+        batch.micro.time_us[last] = bad_time_us;
+        let refused = store.append(batch).unwrap_err();
+        assert!(
+            matches!(refused, Error::TimeOutOfRange { time_us, .. } if time_us == bad_time_us),
+            "{refused}"
+        );
+    }
+    // Nothing of the refused batches was stored, and the store persists and reopens.
+    assert_eq!(read_day(&store).await, before);
+    store.persist().await.unwrap();
+    drop(store);
+    let store = open(dir.path(), &directory).await.unwrap();
+    assert_eq!(read_day(&store).await, before);
+}
