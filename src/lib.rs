@@ -9,6 +9,7 @@ pub mod import;
 pub mod serve;
 pub mod simulate;
 pub mod simulator;
+pub mod soak;
 pub mod sql;
 pub mod task;
 pub mod user;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sunfleet::{cert, demo, export, import, serve, simulate, sql, task, user};
+use sunfleet::{cert, demo, export, import, serve, simulate, soak, sql, task, user};
 
 #[derive(Debug, Parser)]
 #[command(name = "sunfleet", version, about = "Monitoring for microinverter PV fleets", long_about = None)]
@@ -22,6 +22,9 @@ enum Command {
     /// Drive a generated fleet: stream it to a server over QUIC, or count and checksum it
     /// (--dry-run).
     Simulate(simulate::SimulateArgs),
+    /// Run the server under load and faults (kills, backlog storm, full and slow disk) for
+    /// a bounded time on loopback, then check that nothing acknowledged was lost.
+    Soak(soak::SoakArgs),
     /// Run one SQL query against a data folder (not while a server holds it).
     Sql(sql::SqlArgs),
     /// Load historical microinverter readings from CSV (one row per device and interval).
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Soak(args) => soak::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),

@@ -63,6 +63,9 @@ pub struct SimulatorConfig {
     pub connect_concurrency: usize,
     /// How long a rebooting gateway stays away.
     pub reboot_pause: Duration,
+    /// Where acknowledged readings and run tasks are recorded (a soak run checks the data
+    /// folder against it); none: only counted.
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 impl SimulatorConfig {
@@ -78,7 +81,52 @@ impl SimulatorConfig {
             tick: Duration::from_secs(1),
             connect_concurrency: 256,
             reboot_pause: Duration::from_secs(2),
+            ledger: None,
         }
+    }
+}
+
+/// What the server acknowledged to the simulated gateways, reading by reading, and which
+/// tasks the gateways ran.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// (microinverter serial, reading time) → energy (J) of every acknowledged reading.
+    readings: Mutex<HashMap<(Serial, i64), u32>>,
+    /// Task id → how many times a gateway ran it.
+    task_runs: Mutex<HashMap<u64, u32>>,
+}
+
+impl Ledger {
+    fn acknowledged(&self, batch: &TelemetryBatch) {
+        let mut readings = self.readings.lock().unwrap_or_else(PoisonError::into_inner);
+        for reading in batch.micro.rows() {
+            readings.insert((reading.serial, reading.time_us), reading.energy_j);
+        }
+    }
+
+    fn task_ran(&self, id: u64) {
+        *self
+            .task_runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id)
+            .or_default() += 1;
+    }
+
+    /// Every acknowledged microinverter reading: (serial, time) → energy (J).
+    pub fn readings(&self) -> HashMap<(Serial, i64), u32> {
+        self.readings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Task id → how many times a gateway ran it.
+    pub fn task_runs(&self) -> HashMap<u64, u32> {
+        self.task_runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -227,6 +275,7 @@ impl Simulator {
                 pending_events: Vec::new(),
                 rebooting: false,
                 counters: Arc::clone(&counters),
+                ledger: config.ledger.clone(),
             };
             let link = Link {
                 endpoint: endpoint.clone(),
@@ -330,6 +379,7 @@ struct SimulatedGateway {
     /// A reboot task ran: the gateway reports its power-on reset once it is back.
     rebooting: bool,
     counters: Arc<Counters>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 const RECENT_SEQS: usize = 512;
@@ -539,7 +589,14 @@ impl SimulatedGateway {
     }
 
     fn acknowledged(&mut self, seq: BatchSeq) {
-        let (batches, readings) = self.outbox.acknowledge(seq);
+        let acknowledged = self.outbox.acknowledge(seq);
+        if let Some(ledger) = &self.ledger {
+            acknowledged
+                .iter()
+                .for_each(|batch| ledger.acknowledged(batch));
+        }
+        let batches = acknowledged.len() as u64;
+        let readings: u64 = acknowledged.iter().map(|b| b.micro.len() as u64).sum();
         self.counters
             .batches_acked
             .fetch_add(batches, Ordering::Relaxed);
@@ -691,6 +748,9 @@ impl SimulatedGateway {
             Err(message) => (TaskState::Failed, message),
         };
         self.counters.tasks_run.fetch_add(1, Ordering::Relaxed);
+        if let Some(ledger) = &self.ledger {
+            ledger.task_ran(id);
+        }
         let _ = sender.report(id, state, message.clone()).await;
         self.finished_tasks.insert(id, (state, message));
         kind == TaskKind::Reboot && state == TaskState::Succeeded

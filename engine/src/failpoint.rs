@@ -2,9 +2,12 @@
 //! process abort (as abruptly as SIGKILL: no destructors, no flushing) the `n`-th time
 //! execution reaches `hit("name")`, or makes the `n`-th `fails("name")` return true (an
 //! injected I/O error such as a full disk). Unset, a point costs one atomic load.
+//! `SUNFLEET_SLOW_SYNC_MS=n` makes every WAL sync n ms slower, as a slow or overloaded
+//! disk would (the soak run's slow-disk phase).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// The environment variable that arms a failpoint.
 pub const ENV: &str = "SUNFLEET_FAILPOINT";
@@ -59,4 +62,20 @@ pub fn fails(name: &str) -> bool {
 /// The error an injected failure reports: "no space left on device".
 pub fn injected_error() -> std::io::Error {
     std::io::Error::from_raw_os_error(28)
+}
+
+/// The environment variable that slows every WAL sync down by that many milliseconds.
+pub const SLOW_SYNC_ENV: &str = "SUNFLEET_SLOW_SYNC_MS";
+
+/// Sleeps for [`SLOW_SYNC_ENV`]'s delay, if set (on the WAL's writer thread, before a sync).
+#[inline]
+pub fn slow_sync() {
+    static DELAY: OnceLock<Option<Duration>> = OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        let ms: u64 = std::env::var(SLOW_SYNC_ENV).ok()?.parse().ok()?;
+        Some(Duration::from_millis(ms))
+    });
+    if let Some(delay) = delay {
+        std::thread::sleep(*delay);
+    }
 }

@@ -493,6 +493,7 @@ impl Writer {
         }
         self.segment.file.write_all(bytes).map_err(io)?;
         crate::failpoint::hit("wal-after-write");
+        crate::failpoint::slow_sync();
         self.segment
             .file
             .sync_data()
@@ -780,6 +781,13 @@ fn scan_segment(
                 "starts at record {seq} where {expected_seq} was expected"
             )));
         }
+        // The record after this frame's last must have a number too (a damaged file name
+        // and header that agree could otherwise number records past the largest).
+        let Some(next_seq) = seq.checked_add(u64::from(count)) else {
+            return Err(corrupt(format!(
+                "numbers its {count} records from {seq}, past the largest record number"
+            )));
+        };
         // zstd records the frame's size; allocate exactly that, within a cap.
         let raw_len = match zstd::zstd_safe::get_frame_content_size(compressed) {
             Ok(Some(n)) if n <= MAX_FRAME_RAW_BYTES as u64 => n as usize,
@@ -805,7 +813,7 @@ fn scan_segment(
                 raw.len() - at
             )));
         }
-        expected_seq = seq + u64::from(count);
+        expected_seq = next_seq;
         pos = frame_end;
     }
     Ok((pos, None))

@@ -345,18 +345,14 @@ impl Outbox {
         batch
     }
 
-    /// Forgets every batch up to `seq`; returns how many batches and microinverter
-    /// readings that acknowledged.
-    pub fn acknowledge(&mut self, seq: BatchSeq) -> (u64, u64) {
+    /// Forgets every batch up to `seq`; returns the batches that acknowledged, oldest first.
+    pub fn acknowledge(&mut self, seq: BatchSeq) -> Vec<Arc<TelemetryBatch>> {
         self.acked = self.acked.max(seq.0);
-        let (mut batches, mut readings) = (0, 0);
+        let mut acknowledged = Vec::new();
         while self.batches.front().is_some_and(|b| b.seq.0 <= seq.0) {
-            if let Some(batch) = self.batches.pop_front() {
-                batches += 1;
-                readings += batch.micro.len() as u64;
-            }
+            acknowledged.extend(self.batches.pop_front());
         }
-        (batches, readings)
+        acknowledged
     }
 
     /// Puts every batch not yet acknowledged under gateway `serial` (the site's gateway was

@@ -14,6 +14,7 @@ mod owner_mail;
 mod self_service_replacements;
 mod self_service_returns;
 mod serve;
+mod soak;
 mod sql_endpoints;
 mod sweep;
 mod system_devices;
