@@ -10,6 +10,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -249,6 +250,13 @@ impl QueryEngine {
                 reason: refusal.message().to_string(),
             });
         }
+        if reads_settings(&plan) {
+            return Err(QueryError::Refused {
+                reason: "the server's settings (SHOW <setting>, information_schema.df_settings) \
+                         are the operator's"
+                    .to_owned(),
+            });
+        }
         Ok(PlannedQuery { context, plan })
     }
 
@@ -394,6 +402,24 @@ impl PlannedQuery {
             plan,
         })
     }
+}
+
+/// Whether the plan reads the session's settings (`SHOW <setting>`, `SHOW ALL` and
+/// `information_schema.df_settings` all do): they name the data folder's paths and the
+/// limits. The other `information_schema` tables (tables, columns) stay open.
+fn reads_settings(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    // The visitor never fails; a failure could only mean "not found".
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == "df_settings"
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// Queries only: no DDL (`CREATE EXTERNAL TABLE … LOCATION`), no DML (`COPY … TO`,
