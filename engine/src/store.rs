@@ -385,6 +385,12 @@ impl Store {
         self.wal.append_owned(batch)
     }
 
+    /// Whether the WAL refuses appends after a failed write (a full or failing disk):
+    /// nothing is acknowledged until the process restarts.
+    pub fn wal_failed(&self) -> bool {
+        self.wal.is_poisoned()
+    }
+
     /// Rows in the write buffer (including one being persisted). Lock-free: `append`
     /// checks it on every call.
     pub fn buffered_rows(&self) -> usize {

@@ -261,6 +261,12 @@ impl Wal {
         self.send(body, None)
     }
 
+    /// Whether a write failed: the WAL then refuses every append until the process
+    /// restarts (see [`Error::WalPoisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
     /// Like [`Wal::append`], and hands the batch to the [`DurableSink`] once it is durable.
     pub fn append_owned(&self, batch: TelemetryBatch) -> Result<PendingAppend, Error> {
         let body = self.encode(&batch)?;

@@ -400,9 +400,17 @@ async fn count_and_harden(State(state): State<AppState>, request: Request, next:
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
+    // Reached over HTTPS (the cookies are Secure): browsers keep to HTTPS from then on.
+    if state.shared().config.secure_cookies {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -410,10 +418,18 @@ async fn count_and_harden(State(state): State<AppState>, request: Request, next:
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    // The registry answers and the store is open: enough to take traffic.
+    // The registry answers and the WAL takes writes: enough to take traffic.
     let registry = std::sync::Arc::clone(state.registry());
     let check = crate::session::blocking(move || Ok(registry.schema_version()?)).await;
     match check {
+        // Nothing can be acknowledged: a balancer should send gateways elsewhere and an
+        // operator restart the server once the disk is fixed.
+        Ok(_) if state.query().store().wal_failed() => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable: a WAL write failed (disk full or failing?); readings are refused \
+             until the server restarts\n",
+        )
+            .into_response(),
         Ok(version) => (
             axum::http::StatusCode::OK,
             format!(

@@ -197,3 +197,21 @@ impl FromRequestParts<AppState> for Principal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_cookies_are_http_only_same_site_and_secure_over_https() {
+        let plain = set_cookie("sunfleet_session", "abc", 60, false);
+        let plain = plain.to_str().unwrap();
+        assert!(
+            plain.contains("HttpOnly") && plain.contains("SameSite=Lax"),
+            "{plain}"
+        );
+        assert!(!plain.contains("Secure"), "{plain}");
+        let secure = set_cookie("sunfleet_session", "abc", 60, true);
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+    }
+}

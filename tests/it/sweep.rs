@@ -170,3 +170,54 @@ fn every_route_with_every_role_shows_only_that_roles_systems() {
         }
     }
 }
+
+#[test]
+fn every_answer_carries_the_security_headers_and_sessions_are_http_only_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo_with(&dir.path().join("demo"), free_tcp_port(), 12);
+    let mut client = Client::new(&demo.portal);
+    let signed_in = client.sign_in(&demo.accounts["installer administrator"], PASSWORD);
+    assert_eq!(signed_in.status, 303);
+    let session = signed_in
+        .headers
+        .iter()
+        .find(|(name, value)| {
+            name.eq_ignore_ascii_case("set-cookie") && value.starts_with("sunfleet_session=")
+        })
+        .map(|(_, value)| value.clone())
+        .expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    // Served over plain HTTP (no https:// public URL): no Secure flag, no HSTS.
+    assert!(!session.contains("Secure"), "{session}");
+
+    // A page, a JSON answer, a refusal, a missing page, the sign-in form.
+    let mut anonymous = Client::new(&demo.portal);
+    for answer in [
+        client.get("/systems"),
+        client.get("/api/me"),
+        anonymous.get("/api/me"),
+        client.get("/no-such-page"),
+        anonymous.get("/signin"),
+    ] {
+        let csp = answer.header("content-security-policy").unwrap_or_default();
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{directive} in {csp:?}");
+        }
+        // No inline script may run: no 'unsafe-inline' anywhere.
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(answer.header("x-frame-options"), Some("DENY"));
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(answer.header("referrer-policy"), Some("same-origin"));
+        assert_eq!(answer.header("strict-transport-security"), None);
+    }
+}
