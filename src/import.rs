@@ -246,9 +246,11 @@ fn parse_row(
     let interval_s = match columns.interval {
         Some(i) if !field(i).is_empty() => {
             let value = number("interval_s", i)?;
-            if !(60.0..=86_400.0).contains(&value) || value.fract() != 0.0 {
+            // A reading's interval is a u16: longer ones would be stored as 65535 s.
+            if !(60.0..=f64::from(u16::MAX)).contains(&value) || value.fract() != 0.0 {
                 return Err(format!(
-                    "interval_s: {value} is not a whole number of seconds in 60..86400"
+                    "interval_s: {value} is not a whole number of seconds in 60..{}",
+                    u16::MAX
                 ));
             }
             value as u16
@@ -497,6 +499,9 @@ fn read_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use sunfleet_engine::directory::DeviceRef;
+    use sunfleet_engine::ids::DeviceId;
 
     #[test]
     fn headers_are_matched_loosely() {
@@ -508,5 +513,411 @@ mod tests {
         assert_eq!(columns.energy, (2, 3_600_000.0));
         let missing = csv::StringRecord::from(vec!["serial", "energy_wh"]);
         assert!(Columns::find(&missing).is_err());
+    }
+
+    const SERIAL: u64 = 482_100_000_512;
+    const SYSTEM: SystemId = SystemId(7);
+
+    /// One registered microinverter, of a system in Paris (whose clocks change).
+    fn directory() -> DeviceDirectory {
+        let directory = DeviceDirectory::new();
+        directory.insert(
+            Serial::new(SERIAL).unwrap(),
+            DeviceRef {
+                system: SYSTEM,
+                device: DeviceId(1),
+            },
+        );
+        directory.set_time_zone(SYSTEM, "Europe/Paris").unwrap();
+        directory
+    }
+
+    fn now_us() -> i64 {
+        CivilDate::from_ymd(2026, 7, 1).unwrap().start_micros()
+    }
+
+    fn today() -> CivilDate {
+        CivilDate::from_ymd(2026, 7, 1).unwrap()
+    }
+
+    /// Numbers in every notation a file may use, at and past the limits the rows check.
+    const NUMBERS: &[&str] = &[
+        "",
+        " ",
+        "0",
+        "-0",
+        "0.0",
+        "1",
+        "-1",
+        "+5",
+        "59",
+        "59.5",
+        "60",
+        "300",
+        "300.0",
+        "6e1",
+        "2000",
+        "2000.4",
+        "2000.5",
+        "65535",
+        "65536",
+        "86400",
+        "86401",
+        "4294967296",
+        "18446744073709551616",
+        "1e309",
+        "-1e309",
+        "1e-320",
+        "NaN",
+        "nan",
+        "inf",
+        "-inf",
+        "infinity",
+        "0x10",
+        "1_000",
+        "1,5",
+        "1.5.5",
+        "\u{661}\u{662}",
+    ];
+
+    /// End times: RFC 3339, local (in a gap and a fold of Paris's clocks), at the edges of
+    /// what is stored, impossible.
+    const TIMES: &[&str] = &[
+        "2026-06-01T10:15:00Z",
+        "2026-06-01T10:15:00+02:00",
+        "2026-06-01 10:15:00",
+        "2026-06-01 10:15",
+        "2026-06-01T10:15",
+        "2026-03-29 02:30",
+        "2026-10-25 02:30",
+        "1999-12-31T23:59:59Z",
+        "2000-01-01T00:00:00Z",
+        "2000-01-01 00:30",
+        "2026-07-01T00:00:00Z",
+        "2026-07-01T00:00:00.000001Z",
+        "9999-12-31T23:59:59Z",
+        "-009999-01-01T00:00:00Z",
+        "+009999-12-31 23:59:59",
+        "1970-01-01",
+        "2026-02-30 10:00",
+        "2026-06-01T10:15:00+25:00",
+        "2026-06-01T24:00:00Z",
+        "",
+    ];
+
+    const DATES: &[&str] = &[
+        "2026-06-01",
+        "2026-07-01",
+        "2026-07-02",
+        "2024-02-29",
+        "2023-02-29",
+        "0000-01-01",
+        "9999-12-31",
+        "+999-+1-+1",
+        "2026-13-01",
+        "2026-6-1",
+        " 2026-06-01 ",
+        "",
+    ];
+
+    /// Header names the readers know, and some they do not.
+    const ALIASES: &[&str] = &[
+        "serial",
+        "serial_number",
+        "sn",
+        "device_serial",
+        "end_time",
+        "time",
+        "timestamp",
+        "date_time",
+        "interval_end",
+        "energy_wh",
+        "energy_produced_wh",
+        "wh",
+        "energy_j",
+        "joules",
+        "energy_kwh",
+        "kwh",
+        "interval_s",
+        "ac_power_w",
+        "temperature_c",
+        "system_id",
+        "site_id",
+        "date",
+        "local_date",
+        "power",
+    ];
+
+    const ENERGY_HEADERS: &[&str] = &["energy_wh", "energy_j", "energy_kwh"];
+    const DAY_ENERGY_HEADERS: &[&str] = &["energy_kwh", "energy_wh"];
+
+    /// The columns a refused reading row names first in its reason.
+    const COLUMNS: &[&str] = &[
+        "serial",
+        "end_time",
+        "interval_s",
+        "energy",
+        "ac_power_w",
+        "dc_voltage_v",
+        "dc_current_a",
+        "ac_voltage_v",
+        "ac_frequency_hz",
+        "temperature_c",
+    ];
+
+    /// What a field may hold: anything, or text close to a number.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ 0-9eE.,+-]{0,12}",
+            prop::sample::select(NUMBERS).prop_map(str::to_owned),
+            any::<f64>().prop_map(|x| x.to_string()),
+            (0.0f64..3_000.0).prop_map(|x| x.to_string()),
+        ]
+    }
+
+    fn serial() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => Just(SERIAL.to_string()),
+            1 => Just(format!(" {SERIAL} ")),
+            1 => "[0-9]{0,14}",
+            1 => field(),
+        ]
+    }
+
+    fn time() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(TIMES).prop_map(str::to_owned),
+            (1990i32..2030, 0u32..14, 0u32..33, 0u32..26, 0u32..61)
+                .prop_map(|(y, mo, d, h, mi)| format!("{y}-{mo:02}-{d:02} {h:02}:{mi:02}")),
+            field(),
+        ]
+    }
+
+    fn date() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(DATES).prop_map(str::to_owned),
+            (1990i32..2030, 0u32..14, 0u32..33).prop_map(|(y, m, d)| format!("{y}-{m:02}-{d:02}")),
+            field(),
+        ]
+    }
+
+    fn header_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(ALIASES).prop_map(str::to_owned),
+            (
+                prop::sample::select(ALIASES),
+                "[ ._/()-]{0,2}",
+                "[ ._/()-]{0,2}",
+                any::<bool>(),
+            )
+                .prop_map(|(alias, before, after, upper)| {
+                    let alias = alias.replace('_', " ");
+                    let alias = if upper { alias.to_uppercase() } else { alias };
+                    format!("{before}{alias}{after}")
+                }),
+            any::<String>(),
+        ]
+    }
+
+    /// CSV text: arbitrary bytes, or a header line then rows of any fields (quotes, commas
+    /// and line breaks in them included).
+    fn file() -> impl Strategy<Value = Vec<u8>> {
+        let line = |fields: Vec<String>| fields.join(",");
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            (
+                prop_oneof![
+                    Just("serial,end_time,energy_wh,interval_s,temperature_c".to_owned()),
+                    Just("system_id,date,energy_kwh".to_owned()),
+                    prop::collection::vec(header_name(), 1..6).prop_map(line),
+                ],
+                prop::collection::vec(
+                    prop::collection::vec(prop_oneof![serial(), time(), date(), field()], 0..6)
+                        .prop_map(line),
+                    0..8,
+                ),
+            )
+                .prop_map(|(header, rows)| {
+                    let mut text = header;
+                    for row in rows {
+                        text.push('\n');
+                        text.push_str(&row);
+                    }
+                    text.into_bytes()
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any reading row becomes a reading within the checks' limits, or is refused with
+        /// a reason that starts with the column at fault.
+        #[test]
+        fn any_reading_row_is_read_or_refused_naming_its_column(
+            energy_header in prop::sample::select(ENERGY_HEADERS),
+            serial in serial(),
+            time in time(),
+            numbers in prop::collection::vec(field(), 8),
+            keep in prop_oneof![4 => Just(10usize), 1 => 0usize..10],
+        ) {
+            let headers = csv::StringRecord::from(vec![
+                "serial",
+                "end_time",
+                energy_header,
+                "interval_s",
+                "ac_power_w",
+                "dc_voltage_v",
+                "dc_current_a",
+                "ac_voltage_v",
+                "ac_frequency_hz",
+                "temperature_c",
+            ]);
+            let columns = Columns::find(&headers).unwrap();
+            let mut fields = vec![serial, time];
+            fields.extend(numbers);
+            fields.truncate(keep);
+            let row = csv::StringRecord::from(fields.clone());
+            match parse_row(&row, &columns, &directory(), now_us()) {
+                Ok(reading) => {
+                    prop_assert_eq!(reading.serial.value(), SERIAL);
+                    prop_assert!(reading.time_us <= now_us());
+                    prop_assert!(STORABLE_TIMES_US.contains(&reading.time_us));
+                    // The interval stored is the one in the file.
+                    let interval = fields.get(3).map_or("", |f| f.trim());
+                    let expected = if interval.is_empty() {
+                        300.0
+                    } else {
+                        interval.parse::<f64>().unwrap()
+                    };
+                    prop_assert_eq!(f64::from(reading.interval_s), expected);
+                    prop_assert!(
+                        f64::from(reading.energy_j)
+                            <= MAX_AVERAGE_POWER_W * f64::from(reading.interval_s)
+                    );
+                }
+                Err(reason) => {
+                    prop_assert!(
+                        COLUMNS.iter().any(|column| reason.starts_with(column)),
+                        "{:?} names no column",
+                        reason
+                    );
+                }
+            }
+        }
+
+        /// Any daily-total row becomes a total within the checks' limits, or is refused
+        /// with a reason that starts with the column at fault.
+        #[test]
+        fn any_day_row_is_read_or_refused_naming_its_column(
+            energy_header in prop::sample::select(DAY_ENERGY_HEADERS),
+            system in prop_oneof![3 => Just("7".to_owned()), 1 => "[0-9]{0,11}", 1 => field()],
+            date in date(),
+            energy in field(),
+            keep in prop_oneof![4 => Just(3usize), 1 => 0usize..3],
+        ) {
+            let headers = csv::StringRecord::from(vec!["system_id", "date", energy_header]);
+            let columns = DayColumns::find(&headers).unwrap();
+            let mut fields = vec![system, date, energy];
+            fields.truncate(keep);
+            let row = csv::StringRecord::from(fields);
+            match parse_day_row(&row, &columns, &directory(), today()) {
+                Ok((system, date, joules)) => {
+                    prop_assert_eq!(system, SYSTEM);
+                    prop_assert!(date <= today());
+                    prop_assert!(joules as f64 <= MAX_DAILY_ENERGY_KWH * 3_600_000.0);
+                }
+                Err(reason) => {
+                    prop_assert!(
+                        ["system_id", "system ", "date", "energy"]
+                            .iter()
+                            .any(|column| reason.starts_with(column)),
+                        "{:?} names no column",
+                        reason
+                    );
+                }
+            }
+        }
+
+        /// Any header row: names normalise to `a_b_c` form; the columns found are in the
+        /// row; a row that is no readings export says what it lacks.
+        #[test]
+        fn any_header_row_is_matched_or_refused_with_a_message(
+            names in prop::collection::vec(header_name(), 0..12),
+        ) {
+            for name in &names {
+                let normal = normalise(name);
+                prop_assert!(
+                    normal
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "{:?}",
+                    normal
+                );
+                prop_assert!(
+                    !normal.starts_with('_') && !normal.ends_with('_') && !normal.contains("__"),
+                    "{:?}",
+                    normal
+                );
+            }
+            let headers = csv::StringRecord::from(names.clone());
+            match Columns::find(&headers) {
+                Ok(columns) => {
+                    let optional = [
+                        columns.interval,
+                        columns.ac_power_w,
+                        columns.dc_voltage_v,
+                        columns.dc_current_a,
+                        columns.ac_voltage_v,
+                        columns.ac_frequency_hz,
+                        columns.temperature_c,
+                    ];
+                    for index in [columns.serial, columns.time, columns.energy.0]
+                        .into_iter()
+                        .chain(optional.into_iter().flatten())
+                    {
+                        prop_assert!(index < names.len());
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(error.to_string().contains("lacks a required column"));
+                }
+            }
+            if let Some(columns) = DayColumns::find(&headers) {
+                for index in [columns.system, columns.date, columns.energy.0] {
+                    prop_assert!(index < names.len());
+                }
+            }
+        }
+
+        /// Any file, read as `sunfleet import` reads it: every row is accepted or listed
+        /// under a reason.
+        #[test]
+        fn any_file_is_read_with_every_refusal_explained(text in file()) {
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(&text[..]);
+            let Ok(headers) = reader.headers().cloned() else {
+                return Ok(());
+            };
+            let directory = directory();
+            let rejections = if let Ok(columns) = Columns::find(&headers) {
+                Rejections::collect(&mut reader, |row| {
+                    parse_row(row, &columns, &directory, now_us()).map(|_| ())
+                })
+            } else if let Some(columns) = DayColumns::find(&headers) {
+                Rejections::collect(&mut reader, |row| {
+                    parse_day_row(row, &columns, &directory, today()).map(|_| ())
+                })
+            } else {
+                return Ok(());
+            };
+            let listed: usize = rejections.by_reason.values().map(Vec::len).sum();
+            prop_assert_eq!(listed as u64, rejections.total);
+            for reason in rejections.by_reason.keys() {
+                prop_assert!(!reason.trim().is_empty());
+            }
+        }
     }
 }

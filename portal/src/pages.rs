@@ -16,6 +16,9 @@ pub mod systems;
 pub mod users;
 pub mod welcome;
 
+#[cfg(test)]
+pub(crate) mod form_fuzz;
+
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};

@@ -3,8 +3,10 @@
 
 mod codec;
 mod crash;
+mod damage;
 mod interop;
 mod io_errors;
+mod manifest;
 mod provisioning;
 mod registry;
 mod replacements;
@@ -13,6 +15,7 @@ mod store;
 mod store_crash;
 mod system_settings;
 mod wal;
+mod wal_damage;
 
 use sunfleet_engine::telemetry::TelemetryBatch;
 use sunfleet_engine::time::CivilDate;

@@ -841,6 +841,8 @@ pub async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
 
     fn values(pairs: &[(&str, &str)]) -> FormValues {
         FormValues(
@@ -915,5 +917,83 @@ mod tests {
             2,
             "both bad serials are named"
         );
+    }
+
+    /// Every field of the form, filled in well.
+    fn complete() -> Vec<(String, String)> {
+        let mut fields = form_fuzz::owned(&[
+            ("name", "Dupont Residence"),
+            ("kind", "residential"),
+            ("installer_reference", "SP-42"),
+            ("third_party_owned", "on"),
+            ("owner_given_name", "Marie"),
+            ("owner_family_name", "Dupont"),
+            ("owner_email", "marie@example.fr"),
+            ("owner_phone", "+33 6 12 34 56 78"),
+            ("street_address", "3 rue des Lilas"),
+            ("city", "Lyon"),
+            ("region", "Rhône"),
+            ("postal_code", "69001"),
+            ("country", "FR"),
+            ("latitude", "45,76"),
+            ("longitude", "4.84"),
+            ("time_zone", "Europe/Paris"),
+            ("gateway_serials", "121999000001, 121999000002"),
+            ("expected_microinverters", "12"),
+            ("operational_date", "2026-06-01"),
+            ("annual_degradation_pct", "0.5"),
+        ]);
+        fields.extend((1..=12).map(|m| (format!("estimate_{m}"), "400".to_owned())));
+        fields
+    }
+
+    fn field_names() -> Vec<String> {
+        complete().into_iter().map(|(name, _)| name).collect()
+    }
+
+    #[test]
+    fn the_complete_form_is_accepted() {
+        let values = FormValues(complete().into_iter().collect());
+        assert!(parse_form(&values, Lang::En).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any posted form becomes an activation within the form's limits, or every
+        /// problem is reported on its field.
+        #[test]
+        fn any_activation_form_is_read_or_refused_with_messages(
+            fields in form_fuzz::form(complete(), field_names()),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let values = FormValues(fields.into_iter().collect());
+            match parse_form(&values, lang) {
+                Ok(form) => {
+                    prop_assert!(!form.name.is_empty() && form.name.chars().count() <= 200);
+                    prop_assert!(form.gateway_serials.len() <= 10);
+                    let mut serials = form.gateway_serials.clone();
+                    serials.sort();
+                    serials.dedup();
+                    prop_assert_eq!(serials.len(), form.gateway_serials.len());
+                    prop_assert_eq!(form.latitude.is_some(), form.longitude.is_some());
+                    prop_assert!(form.latitude.is_none_or(|x| x.is_finite() && x.abs() <= 90.0));
+                    prop_assert!(form.longitude.is_none_or(|x| x.is_finite() && x.abs() <= 180.0));
+                    prop_assert!((0.0..=5.0).contains(&form.annual_degradation_pct));
+                    prop_assert!(jiff::tz::TimeZone::get(&form.time_zone).is_ok());
+                    prop_assert!(
+                        form.expected_microinverters.is_none_or(|n| (1..=10_000).contains(&n))
+                    );
+                    if let Some(months) = form.monthly_estimate_kwh {
+                        prop_assert!(months.iter().all(|kwh| (0.0..=10_000_000.0).contains(kwh)));
+                    }
+                    if let Some(owner) = &form.owner {
+                        prop_assert!(valid_email(&owner.email));
+                        prop_assert!(!owner.family_name.is_empty());
+                    }
+                }
+                Err(errors) => form_fuzz::explained(&errors)?,
+            }
+        }
     }
 }

@@ -357,3 +357,79 @@ pub async fn print(
     };
     render("monthly report", &page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
+
+    /// Report codes, granularities and dates (in Paris's clock changes, at the ends of the
+    /// calendar, ranges too long).
+    const WORDS: &[&str] = &[
+        "production",
+        "consumption",
+        "meter-data",
+        "monthly-production",
+        "5m",
+        "15m",
+        "hour",
+        "day",
+        "month",
+        "2016-05-10",
+        "2026-02-01",
+        "2026-03-29",
+        "2026-05-10",
+        "2026-10-25",
+        "-009999-01-01",
+        "9999-12-31",
+    ];
+
+    fn parameter() -> impl Strategy<Value = Option<String>> {
+        prop::option::of(prop_oneof![
+            3 => prop::sample::select(WORDS).prop_map(str::to_owned),
+            1 => form_fuzz::text(),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any query string chooses a report over a range within its limits, or is refused
+        /// with a message.
+        #[test]
+        fn any_report_query_is_chosen_or_refused_with_a_message(
+            kind in parameter(),
+            from in parameter(),
+            to in parameter(),
+            granularity in parameter(),
+            paris in any::<bool>(),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let zone = if paris {
+                jiff::tz::TimeZone::get("Europe/Paris").unwrap()
+            } else {
+                jiff::tz::TimeZone::UTC
+            };
+            let query = ReportQuery {
+                kind,
+                from,
+                to,
+                granularity,
+            };
+            match choose(&query, &zone, lang) {
+                Ok(chosen) => {
+                    let request = &chosen.request;
+                    let limit = if request.kind == ReportKind::MeterData {
+                        MAX_METER_DAYS
+                    } else {
+                        MAX_REPORT_DAYS
+                    };
+                    prop_assert!(request.start_us < request.end_us);
+                    prop_assert!(request.end_us - request.start_us <= limit * DAY_US + DAY_US / 12);
+                }
+                Err(message) => prop_assert!(!message.trim().is_empty()),
+            }
+        }
+    }
+}

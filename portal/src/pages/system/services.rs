@@ -231,7 +231,8 @@ pub fn check_incentive(
     }
     let amount = optional(values, "amount", lang, &mut errors);
     let amount_value = amount.replace(',', ".").parse::<f64>().ok();
-    if !amount.is_empty() && !amount_value.is_some_and(|a| a >= 0.0) {
+    // Finite: "inf" parses, and would be saved as null.
+    if !amount.is_empty() && !amount_value.is_some_and(|a| a.is_finite() && a >= 0.0) {
         errors.push(("amount", lang.t("An amount of 0 or more.").to_owned()));
     }
     let notes = optional(values, "notes", lang, &mut errors);
@@ -339,6 +340,8 @@ async fn file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
 
     fn values(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -391,5 +394,66 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    fn request_fields() -> Vec<(String, String)> {
+        form_fuzz::owned(&[
+            ("programme", "Prime à l'autoconsommation"),
+            ("applicant", "Jeanne Martin"),
+            ("system_size_kw", "6,3"),
+            ("amount", "1200"),
+            ("notes", ""),
+            ("authority", "Mairie"),
+            ("permit_type", "building"),
+            ("planned_date", "2027-03-01"),
+        ])
+    }
+
+    fn request_names() -> Vec<String> {
+        request_fields().into_iter().map(|(name, _)| name).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any incentive or permit form becomes a request whose details hold what was
+        /// checked (finite sizes and amounts, a known permit type, a real date), or every
+        /// problem is reported on its field.
+        #[test]
+        fn any_incentive_or_permit_form_is_read_or_refused_with_messages(
+            posted in form_fuzz::form(request_fields(), request_names()),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let (values, _) = fields(posted);
+            match check_incentive(&values, lang) {
+                Ok((reason, details)) => {
+                    prop_assert!(!reason.is_empty());
+                    let size = details["system_size_kw"].as_f64();
+                    prop_assert!(size.is_some_and(|kw| kw > 0.0 && kw < 100_000.0));
+                    let amount = &details["amount_requested"];
+                    if values.get("amount").is_none_or(|a| a.is_empty()) {
+                        prop_assert!(amount.is_null());
+                    } else {
+                        prop_assert!(
+                            amount.as_f64().is_some_and(|a| a.is_finite() && a >= 0.0),
+                            "amount {:?} saved as {}",
+                            values.get("amount"),
+                            amount
+                        );
+                    }
+                }
+                Err(errors) => form_fuzz::explained(&errors)?,
+            }
+            match check_permit(&values, lang) {
+                Ok((reason, details)) => {
+                    prop_assert!(!reason.is_empty());
+                    let permit_type = &details["permit_type"];
+                    prop_assert!(PERMIT_TYPES.iter().any(|(code, _)| permit_type == code));
+                    let date = details["planned_installation_date"].as_str().unwrap_or("");
+                    prop_assert!(date.parse::<jiff::civil::Date>().is_ok());
+                }
+                Err(errors) => form_fuzz::explained(&errors)?,
+            }
+        }
     }
 }

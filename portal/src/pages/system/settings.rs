@@ -994,6 +994,8 @@ pub async fn save_estimate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
 
     fn entered(fields: &[(&str, &str)]) -> Entered {
         Entered::from_fields(
@@ -1222,5 +1224,81 @@ mod tests {
             .filter(|(k, _)| !k.starts_with("estimate_") || k == "estimate_level")
             .collect();
         assert_eq!(parse(blank).unwrap().system_monthly_kwh, None);
+    }
+
+    fn references_names() -> Vec<String> {
+        REFERENCES
+            .iter()
+            .map(|(name, _)| name)
+            .chain(&["kiosk_daily_graph", "kiosk_description"])
+            .map(|name| (*name).to_owned())
+            .collect()
+    }
+
+    fn estimate_names() -> Vec<String> {
+        let mut names: Vec<String> = estimate_fields(&[]).into_iter().map(|(n, _)| n).collect();
+        for array in [11, 12, 99] {
+            names.extend((1..=12).map(array_month_name(array)));
+        }
+        names
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any "Installer reference and more" form is read within its limits, or every
+        /// problem is reported on its field.
+        #[test]
+        fn any_references_form_is_read_or_refused_with_messages(
+            fields in form_fuzz::form(form_fuzz::owned(REFERENCES), references_names()),
+            has_meter in any::<bool>(),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            match parse_references(Entered::from_fields(fields).0, has_meter, today(), lang) {
+                Ok(settings) => {
+                    prop_assert!(settings.installer_reference.chars().count() <= 100);
+                    prop_assert!(settings.other_references.chars().count() <= 500);
+                    prop_assert!(
+                        CONNECTIONS.iter().any(|(code, _)| *code == settings.internet_connection)
+                    );
+                    prop_assert!(
+                        ATTACHMENT_TYPES.iter().any(|(code, _)| *code == settings.attachment_type)
+                    );
+                    prop_assert!(has_meter || settings.production_source != "meter");
+                    if let Some(date) = settings.operational_date {
+                        prop_assert!(date >= CivilDate::from_ymd(1990, 1, 1).unwrap());
+                        prop_assert!(date <= CivilDate::from_ymd(2027, 5, 10).unwrap());
+                    }
+                }
+                Err(form) => form_fuzz::explained(&form.errors)?,
+            }
+        }
+
+        /// Any estimate and threshold form is read within its limits, or every problem is
+        /// reported on its field.
+        #[test]
+        fn any_estimate_form_is_read_or_refused_with_messages(
+            fields in form_fuzz::form(estimate_fields(&[]), estimate_names()),
+            with_arrays in any::<bool>(),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let arrays = if with_arrays { arrays() } else { Vec::new() };
+            match parse_estimate(Entered::from_fields(fields).0, &arrays, lang) {
+                Ok(settings) => {
+                    prop_assert!(settings.level == "system" || !arrays.is_empty());
+                    prop_assert!(THRESHOLD_PCTS.contains(&settings.threshold_pct));
+                    prop_assert!([30, 90].contains(&settings.threshold_days));
+                    prop_assert!((0.0..=5.0).contains(&settings.annual_degradation_pct));
+                    let estimates = settings
+                        .system_monthly_kwh
+                        .into_iter()
+                        .chain(settings.array_monthly_kwh.iter().filter_map(|(_, m)| *m));
+                    for kwh in estimates.flatten() {
+                        prop_assert!((0.0..=MAX_MONTH_KWH).contains(&kwh));
+                    }
+                }
+                Err(form) => form_fuzz::explained(&form.errors)?,
+            }
+        }
     }
 }

@@ -138,7 +138,8 @@ fn new_slot_keys(form: &Entered) -> Vec<String> {
         .filter_map(|k| k.strip_prefix('n')?.strip_suffix("_name")?.parse().ok())
         .collect();
     // Some blank slots to add arrays with, after those posted.
-    let next = numbers.last().map_or(1, |n| n + 1);
+    // Saturating: a posted `n4294967295_name` must not overflow (it then gets no blank slot).
+    let next = numbers.last().map_or(1, |n| n.saturating_add(1));
     let blank = (0..)
         .map(|i| next + i)
         .take(NEW_SLOTS.saturating_sub(numbers.len()).max(1));
@@ -617,6 +618,8 @@ pub async fn save_builder(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
 
     fn arrays() -> Vec<SystemArray> {
         vec![SystemArray {
@@ -742,5 +745,84 @@ mod tests {
         assert_eq!(layout.deleted, vec![5]);
         assert!(layout.arrays.is_empty());
         assert!(layout.placements.iter().all(|p| p.cell.is_none()));
+    }
+
+    #[test]
+    fn a_new_slot_numbered_at_the_largest_is_read() {
+        let layout = parse(&[
+            ("n4294967295_name", "Far"),
+            ("n4294967295_azimuth", "180"),
+            ("n4294967295_tilt", "30"),
+            ("n4294967295_rows", "1"),
+            ("n4294967295_columns", "1"),
+        ])
+        .unwrap();
+        assert_eq!(layout.arrays.len(), 2);
+        assert_eq!(layout.arrays[1].name, "Far");
+    }
+
+    /// The saved layout, as the builder posts it back.
+    fn saved_fields() -> Vec<(String, String)> {
+        let devices = devices();
+        let micros: Vec<&SystemDevice> = devices.iter().collect();
+        layout_values(&arrays(), &micros)
+            .values
+            .into_iter()
+            .collect()
+    }
+
+    fn layout_names() -> Vec<String> {
+        let mut names: Vec<String> = ["a5", "a6", "n0", "n1", "n2", "n4294967295"]
+            .iter()
+            .flat_map(|key| {
+                ["name", "azimuth", "tilt", "rows", "columns", "delete"]
+                    .map(|part| format!("{key}_{part}"))
+            })
+            .collect();
+        for id in 1..=4 {
+            for part in ["array", "row", "column"] {
+                names.push(micro_field(id, part));
+            }
+        }
+        names
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any builder form becomes a layout that fits its grids (one microinverter a
+        /// cell), or every problem is reported on its field.
+        #[test]
+        fn any_builder_form_is_read_or_refused_with_messages(
+            fields in form_fuzz::form(saved_fields(), layout_names()),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let devices = devices();
+            let micros: Vec<&SystemDevice> = devices.iter().collect();
+            let (form, _) = Entered::from_fields(fields);
+            match parse_layout(form, &arrays(), &micros, lang) {
+                Ok(layout) => {
+                    prop_assert!(layout.arrays.len() <= MAX_ARRAYS);
+                    for array in &layout.arrays {
+                        prop_assert!((1..=MAX_GRID_SIDE).contains(&array.grid_rows));
+                        prop_assert!((1..=MAX_GRID_SIDE).contains(&array.grid_columns));
+                        prop_assert!(!array.name.is_empty() && array.name.chars().count() <= 100);
+                    }
+                    let mut cells = BTreeSet::new();
+                    for (index, row, column) in layout.placements.iter().filter_map(|p| p.cell) {
+                        let array = layout.arrays.get(index);
+                        prop_assert!(
+                            array.is_some_and(|a| row < a.grid_rows && column < a.grid_columns),
+                            "({}, {}, {}) is off the grids",
+                            index,
+                            row,
+                            column
+                        );
+                        prop_assert!(cells.insert((index, row, column)), "a cell holds two");
+                    }
+                }
+                Err(form) => form_fuzz::explained(&form.errors)?,
+            }
+        }
     }
 }

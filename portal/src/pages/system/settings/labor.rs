@@ -545,7 +545,9 @@ pub async fn submit_claim(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::form_fuzz;
     use jiff::civil::date;
+    use proptest::prelude::*;
 
     fn eligible() -> ClaimFacts {
         ClaimFacts {
@@ -738,6 +740,74 @@ mod tests {
         .unwrap_err();
         for field in ["serial", "defect_date", "labor_hours", "description"] {
             assert!(refused.error(field).is_some(), "{field}");
+        }
+    }
+
+    fn claim_fields() -> Vec<(String, String)> {
+        form_fuzz::owned(&[
+            ("serial", "000123456789"),
+            ("defect_date", "2026-01-20"),
+            ("labor_hours", "1,5"),
+            ("return_done", "on"),
+            ("description", "Unit dead, replaced"),
+        ])
+    }
+
+    fn claim_names() -> Vec<String> {
+        claim_fields().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// Any date jiff has, from year -9999 to 9999.
+    fn any_date() -> impl Strategy<Value = Date> {
+        (-9999i16..=9999, 1i8..=12, 1i8..=28).prop_map(|(y, m, d)| date(y, m, d))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any claim form is read within its limits, or every problem is reported on its
+        /// field.
+        #[test]
+        fn any_claim_form_is_read_or_refused_with_messages(
+            fields in form_fuzz::form(claim_fields(), claim_names()),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let today = date(2026, 2, 1);
+            match parse_claim(Entered::from_fields(fields).0, today, lang) {
+                Ok(claim) => {
+                    prop_assert!(claim.serial <= 999_999_999_999);
+                    prop_assert!(claim.defect <= today);
+                    prop_assert!((0.25..=24.0).contains(&claim.labor_hours));
+                    prop_assert!(
+                        !claim.description.is_empty()
+                            && claim.description.chars().count() <= 2000
+                    );
+                }
+                Err(form) => form_fuzz::explained(&form.errors)?,
+            }
+        }
+
+        /// The rules hold at the ends of the calendar (date arithmetic that cannot go
+        /// further stops there).
+        #[test]
+        fn the_rules_hold_at_the_ends_of_the_calendar(
+            defect in any_date(),
+            claim in any_date(),
+            monitored_since in prop::option::of(any_date()),
+            installed in prop::option::of(any_date()),
+            eligible_product in any::<bool>(),
+            return_done in any::<bool>(),
+        ) {
+            let facts = ClaimFacts {
+                eligible_product,
+                monitored_since,
+                installed,
+                return_requested: Some((None, false)),
+            };
+            let refused = refusals(&facts, ClaimDates { defect, claim, return_done });
+            prop_assert_eq!(refused.contains(&Refusal::NotEligibleProduct), !eligible_product);
+            let late = refused.iter().any(|r| matches!(r, Refusal::ClaimTooLate { .. }));
+            prop_assert!(!late || claim > defect, "a claim by the defect's day is late");
         }
     }
 }

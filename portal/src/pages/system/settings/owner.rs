@@ -156,6 +156,8 @@ pub async fn save_owner(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
 
     fn form(pairs: &[(&str, &str)]) -> Entered {
         let mut form = Entered::default();
@@ -237,6 +239,45 @@ mod tests {
             "Nothing changed, so no e-mail was sent.",
         ] {
             assert!(crate::i18n::has_french(text), "{text}");
+        }
+    }
+
+    fn owner_fields() -> Vec<(String, String)> {
+        form_fuzz::owned(&[
+            ("owner_given_name", "Camille"),
+            ("owner_family_name", "Martin"),
+            ("owner_email", "camille@example.org"),
+            ("owner_phone", "+33 (0)6 12-34.56/78"),
+            ("owner_language", "fr"),
+        ])
+    }
+
+    fn owner_names() -> Vec<String> {
+        owner_fields().into_iter().map(|(name, _)| name).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any owner form becomes an update within the form's limits, or every problem is
+        /// reported on its field.
+        #[test]
+        fn any_owner_form_is_read_or_refused_with_messages(
+            fields in form_fuzz::form(owner_fields(), owner_names()),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            match parse_owner(Entered::from_fields(fields).0, lang) {
+                Ok(update) => {
+                    prop_assert!(update.given_name.chars().count() <= 100);
+                    prop_assert!(
+                        !update.family_name.is_empty() && update.family_name.chars().count() <= 100
+                    );
+                    prop_assert!(valid_email(&update.email) && update.email.chars().count() <= 254);
+                    prop_assert!(update.phone.chars().count() <= 40);
+                    prop_assert!(Lang::ALL.iter().any(|l| l.code() == update.language));
+                }
+                Err(form) => form_fuzz::explained(&form.errors)?,
+            }
         }
     }
 }

@@ -879,6 +879,8 @@ pub async fn submit_reprovision(
 mod tests {
     use super::*;
     use crate::i18n::has_french;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
 
     fn row(original: &str, replacement: &str) -> PairRow {
         PairRow {
@@ -966,5 +968,79 @@ mod tests {
         assert!(wordings.len() > 30, "the scan found the wordings");
         let missing: Vec<&String> = wordings.iter().filter(|w| !has_french(w)).collect();
         assert!(missing.is_empty(), "no French for {missing:?}");
+    }
+
+    const PAIR_FIELDS: &[&str] = &["original", "replacement", "action"];
+    const PAIR_VALUES: &[&str] = &[
+        "121999000001",
+        "121999000002",
+        " 121999000003 ",
+        "121999000004",
+        "",
+        "add",
+    ];
+
+    /// A posted field of the pairs' form: a serial, a near-serial or anything.
+    fn pair_field() -> impl Strategy<Value = (String, String)> {
+        (
+            prop::sample::select(PAIR_FIELDS).prop_map(str::to_owned),
+            prop_oneof![
+                2 => prop::sample::select(PAIR_VALUES).prop_map(str::to_owned),
+                1 => form_fuzz::text(),
+            ],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever is typed, a serial is exactly twelve digits (spaces around forgiven).
+        #[test]
+        fn only_twelve_digits_make_a_serial_whatever_is_typed(text in form_fuzz::text()) {
+            let trimmed = text.trim();
+            let twelve_digits =
+                trimmed.len() == 12 && trimmed.bytes().all(|b| b.is_ascii_digit());
+            prop_assert_eq!(
+                parse_serial(&text).map(Serial::value),
+                twelve_digits.then(|| trimmed.parse::<u64>().unwrap())
+            );
+        }
+
+        /// Any posted pairs: each row is skipped (blank), paired, or given its error; pairs
+        /// name each unit once and never a unit as its own replacement.
+        #[test]
+        fn any_posted_pairs_are_checked_row_by_row(
+            fields in prop::collection::vec(pair_field(), 0..12),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let (mut rows, _) = posted_pairs(&fields);
+            let count = |name: &str| fields.iter().filter(|(n, _)| n == name).count();
+            prop_assert_eq!(rows.len(), count("original").max(count("replacement")));
+            let pairs = check_pairs(&mut rows, lang);
+            let mut originals = HashSet::new();
+            let mut replacements = HashSet::new();
+            for (index, original, replacement) in &pairs {
+                prop_assert!(rows[*index].error.is_none());
+                prop_assert_ne!(original, replacement);
+                prop_assert!(originals.insert(*original), "{} twice as an original", original);
+                prop_assert!(
+                    replacements.insert(*replacement),
+                    "{} twice as a replacement",
+                    replacement
+                );
+            }
+            for (index, row) in rows.iter().enumerate() {
+                let blank = row.original.is_empty() && row.replacement.is_empty();
+                let paired = pairs.iter().any(|(i, _, _)| *i == index);
+                let explained = row.error.as_deref().is_some_and(|e| !e.trim().is_empty());
+                prop_assert!(
+                    blank || paired || explained,
+                    "row {} ({:?}, {:?}) is neither paired nor explained",
+                    index,
+                    row.original,
+                    row.replacement
+                );
+            }
+        }
     }
 }

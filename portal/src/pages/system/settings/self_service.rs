@@ -621,6 +621,8 @@ pub async fn pick_return_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::form_fuzz;
+    use proptest::prelude::*;
 
     fn form(fields: &[(&str, &str)]) -> Entered {
         Entered::from_fields(
@@ -803,5 +805,64 @@ mod tests {
         );
         let (_, text) = explain_refusal(&refusals[9], Lang::En);
         assert!(text.contains("SR-000007"), "{text}");
+    }
+
+    fn return_fields() -> Vec<(String, String)> {
+        form_fuzz::owned(&[
+            ("receiver", "owner"),
+            ("receiver_name", ""),
+            ("address_choice", "site"),
+            ("shipping_address", ""),
+            ("device_type", "microinverter"),
+            ("serials", "121700000001, 121700000002;121700000003"),
+        ])
+    }
+
+    fn return_names() -> Vec<String> {
+        return_fields().into_iter().map(|(name, _)| name).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any return form (with any devices picked, for a system with or without its
+        /// contacts entered) becomes a return, or every problem is reported on its field.
+        #[test]
+        fn any_return_form_is_read_or_refused_with_messages(
+            fields in form_fuzz::form(return_fields(), return_names()),
+            picked in prop::collection::vec(form_fuzz::text(), 0..3),
+            contacts_entered in any::<bool>(),
+            lang in prop::sample::select(Lang::ALL.to_vec()),
+        ) {
+            let contacts = if contacts_entered {
+                contacts()
+            } else {
+                ReturnContacts::default()
+            };
+            match parse_return(Entered::from_fields(fields).0, &picked, &contacts, lang) {
+                Ok(entry) => {
+                    prop_assert!(!entry.serials.is_empty());
+                    prop_assert!(entry.receiver.chars().count() <= MAX_RECEIVER_CHARS);
+                    prop_assert!(!entry.shipping_address.is_empty());
+                }
+                Err(form) => form_fuzz::explained(&form.errors)?,
+            }
+        }
+
+        /// Typed serials are serials, or the pieces that are not are named as typed.
+        #[test]
+        fn typed_serials_are_serials_or_the_pieces_that_are_not(text in form_fuzz::text()) {
+            match typed_serials(&text) {
+                Ok(serials) => {
+                    prop_assert!(serials.iter().all(|s| s.value() <= Serial::MAX));
+                }
+                Err(pieces) => {
+                    prop_assert!(!pieces.is_empty());
+                    for piece in &pieces {
+                        prop_assert!(!piece.is_empty() && text.contains(piece.as_str()));
+                    }
+                }
+            }
+        }
     }
 }
