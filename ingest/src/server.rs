@@ -964,6 +964,9 @@ async fn dispatch_tasks_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
 }
 
 async fn save_sessions_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    // Retirements are looked for from a little before the previous look: the registry's
+    // clock (the portal's, or another process's) may lag this one.
+    let mut retired_since = sunfleet_engine::time::now_micros();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(shared.config.session_save_interval) => {}
@@ -972,7 +975,36 @@ async fn save_sessions_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<b
         if let Err(error) = save_sessions(&shared).await {
             tracing::error!(%error, "saving gateway sessions; will retry");
         }
+        let looked_at = sunfleet_engine::time::now_micros();
+        match close_retired(&shared, retired_since).await {
+            Ok(()) => retired_since = looked_at - RETIREMENT_CLOCK_SLACK_US,
+            Err(error) => tracing::error!(%error, "looking for retired gateways; will retry"),
+        }
     }
+}
+
+/// How far back each look for retired gateways reaches before the previous one.
+const RETIREMENT_CLOCK_SLACK_US: i64 = 5_000_000;
+
+/// Closes the live connection of every gateway retired since `since_us` (code 7): a retired
+/// gateway stores nothing more, not only from its next connection on.
+async fn close_retired(shared: &Arc<Shared>, since_us: i64) -> Result<(), IngestError> {
+    let registry = Arc::clone(&shared.registry);
+    let retired = tokio::task::spawn_blocking(move || registry.gateways_retired_since(since_us))
+        .await
+        .map_err(|e| IngestError::Quic(format!("retirement check: {e}")))??;
+    let sessions = shared.sessions();
+    for serial in retired {
+        if let Some(live) = sessions.get(&serial).and_then(|s| s.live.as_ref()) {
+            tracing::info!(%serial, "gateway retired: closing its connection");
+            close(
+                &live.connection,
+                ErrorCode::RetiredGateway,
+                &format!("gateway {serial} is retired"),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Saves every changed session in one registry transaction.

@@ -122,6 +122,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_production_off_status",
         include_str!("migrations/0009_production_off_status.sql"),
     ),
+    (
+        "0010_retired_gateways",
+        include_str!("migrations/0010_retired_gateways.sql"),
+    ),
 ];
 
 /// The registry database.
@@ -271,6 +275,25 @@ impl Registry {
             )
             .optional()
             .map_err(sql_error(format!("looking up gateway {serial}")))
+    }
+
+    /// Gateways retired at or after `since_us` (ingest closes their open connections).
+    pub fn gateways_retired_since(&self, since_us: i64) -> Result<Vec<Serial>, Error> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT serial FROM devices
+                  WHERE kind = 'gateway' AND state = 'retired' AND retired_us >= ?1",
+            )
+            .map_err(sql_error("listing retired gateways"))?;
+        let serials = statement
+            .query_map(params![since_us], |row| row.get::<_, i64>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_error("listing retired gateways"))?;
+        Ok(serials
+            .into_iter()
+            .filter_map(|serial| u64::try_from(serial).ok().and_then(Serial::new))
+            .collect())
     }
 
     /// Counts rows of a table (for tests and the status page).

@@ -57,13 +57,13 @@ fn migrations_apply_once_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.sqlite3");
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 9);
+    assert_eq!(registry.schema_version().unwrap(), 10);
     registry
         .transaction("test", |tx| insert_company(tx, &company()).map(drop))
         .unwrap();
     drop(registry);
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 9);
+    assert_eq!(registry.schema_version().unwrap(), 10);
     assert_eq!(registry.count("companies").unwrap(), 1);
 }
 
@@ -107,7 +107,7 @@ fn upgrading_from_the_first_schema_keeps_gateway_tasks() {
     tx.commit().unwrap();
     drop(connection);
     let registry = Registry::open(&path).unwrap();
-    assert_eq!(registry.schema_version().unwrap(), 9);
+    assert_eq!(registry.schema_version().unwrap(), 10);
     // The users table was rebuilt (migration 4): its rows and the references to them stay,
     // and foreign keys are enforced again afterwards.
     let user = registry.user_by_email("A@example.com").unwrap().unwrap();

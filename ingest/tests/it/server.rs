@@ -190,19 +190,29 @@ async fn only_registered_gateways_with_fleet_certificates_get_in() {
         "{error}"
     );
 
-    // A retired gateway is refused at once, on its next connection.
+    // Retiring a gateway closes its open connection within a second or so (code 7), and
+    // refuses its next one.
     let other = h.spec(1).gateway.serial;
-    h.connect(other).await.unwrap();
+    let mut live = h.connect(other).await.unwrap();
+    let retired_at = std::time::Instant::now();
     h.registry
         .transaction("retire", |tx| {
             tx.execute(
-                "UPDATE devices SET state = 'retired' WHERE serial = ?1",
-                [other.value() as i64],
+                "UPDATE devices SET state = 'retired', retired_us = ?2 WHERE serial = ?1",
+                [other.value() as i64, sunfleet_engine::time::now_micros()],
             )
             .unwrap();
             Ok(())
         })
         .unwrap();
+    let error = until_closed(&mut live.receiver).await;
+    assert_eq!(
+        closed_with(&error),
+        Some(ErrorCode::RetiredGateway),
+        "{error}"
+    );
+    // A hang guard: the check runs every session save (100 ms here).
+    assert!(retired_at.elapsed() < std::time::Duration::from_secs(10));
     let error = h
         .connect(other)
         .await
