@@ -163,10 +163,10 @@ impl SmallDisk {
         }
     }
 
-    /// Fills the disk to the last byte with one file; returns its path.
-    fn fill(&self) -> Option<PathBuf> {
+    /// Fills the disk mounted at `mount` to the last byte with one file; returns its path.
+    fn fill(mount: Option<&Path>) -> Option<PathBuf> {
         use std::io::Write;
-        let filler = self.mount.as_ref()?.join("filler");
+        let filler = mount?.join("filler");
         let mut file = std::fs::File::create(&filler).ok()?;
         let block = vec![0u8; 1 << 20];
         while file.write_all(&block).is_ok() {}
@@ -684,24 +684,46 @@ async fn fill_disk(
     server: &mut ServerProcess,
     load: &Load,
 ) -> anyhow::Result<String> {
-    let Some(filler) = disk.fill() else {
+    let mount = disk.mount.clone();
+    let filled = tokio::task::spawn_blocking(move || SmallDisk::fill(mount.as_deref()))
+        .await
+        .context("filling the disk")?;
+    let Some(filler) = filled else {
         return Ok("skipped: could not create the filler file".into());
     };
     load.disk_full.store(true, Ordering::Relaxed);
-    let hold = Duration::from_secs(5);
-    tokio::time::sleep(hold).await;
-    let health = match http(server.ports.portal, "GET", "/healthz", &[], None).await {
-        Ok(answer) => answer.status.to_string(),
-        Err(_) => "no answer".to_owned(),
-    };
+    // Full until the WAL's next write fails (/healthz turns 503), for 5 s at least and 20 s
+    // at most: light traffic can go on filling the WAL's last page for a while.
+    let began = Instant::now();
+    let mut wal_failed_after = None;
+    while began.elapsed() < Duration::from_secs(20)
+        && (wal_failed_after.is_none() || began.elapsed() < Duration::from_secs(5))
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if wal_failed_after.is_none()
+            && http(server.ports.portal, "GET", "/healthz", &[], None)
+                .await
+                .is_ok_and(|answer| answer.status == 503)
+        {
+            wal_failed_after = Some(began.elapsed());
+        }
+    }
+    let held = began.elapsed();
     let survived = server.exited().is_none();
     std::fs::remove_file(&filler).context("removing the filler file")?;
     server.kill();
     load.disk_full.store(false, Ordering::Relaxed);
     let restart = server.start(None).await?;
+    let wal = match wal_failed_after {
+        Some(after) => format!(
+            "a WAL write failed after {:.1} s and /healthz said 503",
+            after.as_secs_f64()
+        ),
+        None => "no WAL write failed (too little traffic to need a new page)".to_owned(),
+    };
     Ok(format!(
-        "full for {} s (server {}, /healthz {health}); freed, restarted in {:.1} s",
-        hold.as_secs(),
+        "full for {:.0} s: {wal}; server {}; freed, restarted in {:.1} s",
+        held.as_secs_f64(),
         if survived { "kept running" } else { "exited" },
         restart.as_secs_f64()
     ))

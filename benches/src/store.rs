@@ -1,7 +1,7 @@
 //! `store`: the engine's whole write path without the network: durable appends (WAL, then
 //! the write buffer) from several threads while persistence runs in the background; then
 //! compaction and rollups; bytes per microinverter reading on disk beside DuckDB's default
-//! Parquet writer; peak memory.
+//! Parquet writer; peak memory; the reopen after a crash (the WAL replayed into the buffer).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let store = Arc::new(runtime.block_on(Store::open(config, directory))?);
+    let store = Arc::new(runtime.block_on(Store::open(config.clone(), directory.clone()))?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let maintenance =
         runtime.spawn(Arc::clone(&store).run_maintenance(Duration::from_millis(200), stopped));
@@ -106,6 +106,21 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         rss_before / 1024,
         peak_rss_kib() / 1024,
         options.persist_rows
+    );
+
+    // A crash now: everything since the last persist is only in the WAL. Opening the store
+    // again replays it into the write buffer; that is a restart's cost after a crash.
+    let buffered = store.buffered_rows();
+    let store = Arc::into_inner(store).context("the store is still shared")?;
+    drop(store);
+    let began = Instant::now();
+    let store = Arc::new(runtime.block_on(Store::open(config, directory))?);
+    let replay_s = began.elapsed().as_secs_f64();
+    say!(
+        "reopen after a crash: {buffered} buffered rows ({} WAL records) replayed in {replay_s:.2} s ({:.0} rows/s; the buffer holds at most max_buffered_rows = {})",
+        store.replayed_records(),
+        buffered as f64 / replay_s.max(1e-9),
+        StoreConfig::new(&folder).max_buffered_rows
     );
 
     let timed = |label: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
