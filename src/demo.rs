@@ -22,7 +22,7 @@ use sunfleet_fixtures::stream::stream_system;
 use sunfleet_fixtures::{Fleet, FleetConfig};
 
 use crate::data::DataFolder;
-use crate::serve::{DemoFleet, MailArgs, ServeArgs, run_services};
+use crate::serve::{DemoFleet, MailArgs, QueryLimitArgs, ServeArgs, run_services};
 
 /// The password of every demo account.
 pub const DEMO_PASSWORD: &str = "sunfleet-demo";
@@ -54,6 +54,8 @@ pub struct DemoArgs {
     pub flight: SocketAddr,
     #[command(flatten)]
     pub mail: MailArgs,
+    #[command(flatten)]
+    pub query: QueryLimitArgs,
 }
 
 /// What a demo folder was made with, so a later start drives the same fleet.
@@ -178,6 +180,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         portal: args.portal,
         public_url: None,
         sql_tls: false,
+        query: args.query.clone(),
         mail: args.mail.clone(),
     };
     run_services(

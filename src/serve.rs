@@ -76,7 +76,37 @@ pub struct ServeArgs {
     #[arg(long)]
     pub sql_tls: bool,
     #[command(flatten)]
+    pub query: QueryLimitArgs,
+    #[command(flatten)]
     pub mail: MailArgs,
+}
+
+/// What queries (analysts' and the portal's) may use.
+#[derive(Debug, Clone, Args)]
+pub struct QueryLimitArgs {
+    /// Memory all running queries together may hold before they spill or fail, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub query_memory_mib: usize,
+    /// Disk all queries' spill files together may take, in MiB (the WAL shares the disk).
+    #[arg(long, default_value_t = 8192)]
+    pub query_spill_mib: u64,
+    /// Seconds a query may run before it is stopped.
+    #[arg(long, default_value_t = 60)]
+    pub query_timeout_s: u64,
+    /// Rows an analyst's result may have (the Postgres, Flight SQL and /api/sql answers).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub sql_max_rows: u64,
+}
+
+impl QueryLimitArgs {
+    fn config(&self, spill_dir: PathBuf) -> QueryConfig {
+        let mut config = QueryConfig::new(spill_dir);
+        config.memory_limit_bytes = self.query_memory_mib << 20;
+        config.max_spill_bytes = self.query_spill_mib << 20;
+        config.timeout = Duration::from_secs(self.query_timeout_s.max(1));
+        config.max_result_rows = self.sql_max_rows;
+        config
+    }
 }
 
 /// Mail to people (the owner's welcome and notices of changed details).
@@ -169,7 +199,7 @@ pub async fn run_services(
     let query = Arc::new(QueryEngine::start(
         Arc::clone(&folder.store),
         Arc::clone(&folder.registry),
-        QueryConfig::new(args.data.join("tmp").join("query")),
+        args.query.config(args.data.join("tmp").join("query")),
     )?);
     let checks = tokio::spawn(run_checks(
         Arc::clone(&query),

@@ -36,6 +36,8 @@ pub struct QueryConfig {
     pub memory_limit_bytes: usize,
     /// Where spilled data goes (a folder inside the data folder).
     pub spill_dir: PathBuf,
+    /// Spilled data all queries together may hold: the WAL shares the disk.
+    pub max_spill_bytes: u64,
     /// A query running longer is stopped.
     pub timeout: Duration,
     pub max_result_rows: u64,
@@ -48,6 +50,7 @@ impl QueryConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_limit_bytes: 2 << 30,
             spill_dir: spill_dir.into(),
+            max_spill_bytes: 8 << 30,
             timeout: Duration::from_secs(60),
             max_result_rows: 1_000_000,
             max_result_bytes: 256 << 20,
@@ -143,6 +146,7 @@ impl QueryEngine {
         let env = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes)))
             .with_temp_file_path(config.spill_dir.clone())
+            .with_max_temp_directory_size(config.max_spill_bytes)
             .build_arc()?;
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::Runtime {
             message: e.to_string(),

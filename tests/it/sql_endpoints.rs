@@ -568,3 +568,59 @@ fn sql_sign_ins_end_with_deactivation_or_a_new_password_and_owners_get_no_sql() 
     let mut browser = crate::http::Client::new(&demo.portal);
     assert_eq!(browser.sign_in(admin, DEMO_PASSWORD).status, 429);
 }
+
+#[test]
+fn psql_and_flight_sql_meet_the_row_cap_time_limit_and_memory_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let quic = format!("127.0.0.1:{}", free_udp_port());
+    let (port, flight_port) = (free_tcp_port(), free_tcp_port());
+    let _server = start_server(
+        &data,
+        &quic,
+        (port, flight_port),
+        &[
+            "--sql-max-rows",
+            "1000",
+            "--query-timeout-s",
+            "2",
+            "--query-memory-mib",
+            "4",
+        ],
+    );
+    add_analyst(data.to_str().unwrap(), "limits@analysts.example", 1);
+    let conn = format!("host=127.0.0.1 port={port} user=limits@analysts.example dbname=sunfleet");
+    let too_many_rows = "SELECT value FROM generate_series(1, 5000)";
+    // Streams in little memory, but for far longer than 2 s.
+    let too_long = "SELECT sum(value % 7) FROM generate_series(1, 50000000000)";
+    // A cross join holds its left side: 2 M rows do not fit in 4 MiB.
+    let too_big = "SELECT sum(a.value * b.value) FROM generate_series(1, 2000000) a, \
+                   generate_series(1, 3) b";
+    let expected = [
+        (too_many_rows, "result has more than 1000 rows"),
+        (too_long, "query stopped after 2 s"),
+        (too_big, "query memory limit reached"),
+    ];
+    for (sql, message) in expected {
+        let out = psql(&conn, PASSWORD, sql);
+        assert!(!out.status.success(), "{sql}");
+        assert!(stderr(&out).contains(message), "{sql}: {}", stderr(&out));
+    }
+    let by_adbc = adbc(
+        &format!("grpc://127.0.0.1:{flight_port}"),
+        "limits@analysts.example",
+        PASSWORD,
+        None,
+        &[
+            too_many_rows,
+            too_long,
+            too_big,
+            "SELECT count(*) FROM systems",
+        ],
+    );
+    for ((_, message), answer) in expected.iter().zip(&by_adbc) {
+        assert!(answer[0].contains(message), "{message}: {by_adbc:?}");
+    }
+    // The server is still there for the next query.
+    assert_eq!(by_adbc[3], vec!["12".to_owned()]);
+}
