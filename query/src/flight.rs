@@ -252,7 +252,11 @@ impl FlightSqlService for FlightSqlEndpoint {
         let client = request
             .remote_addr()
             .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.ip());
-        let signed_in = match self.sign_in.sign_in(email, password, client).await {
+        let signed_in = match self
+            .sign_in
+            .sign_in(email, password, client, "Flight SQL")
+            .await
+        {
             Ok(signed_in) => signed_in,
             Err(refused) => {
                 tracing::info!(%client, %refused, "Flight SQL sign-in refused");

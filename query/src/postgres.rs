@@ -227,7 +227,11 @@ impl StartupHandler for SignIn {
                     .cloned()
                     .unwrap_or_default();
                 let peer = client.socket_addr();
-                let signed_in = match self.sign_in.sign_in(&email, &password, peer.ip()).await {
+                let signed_in = match self
+                    .sign_in
+                    .sign_in(&email, &password, peer.ip(), "Postgres")
+                    .await
+                {
                     Ok(signed_in) => signed_in,
                     Err(refused) => {
                         tracing::info!(%peer, %refused, "Postgres sign-in refused");

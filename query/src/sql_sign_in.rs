@@ -3,12 +3,14 @@
 //! and client address (the portal's [`SignInThrottle`], shared), roles without SQL are
 //! refused, and every statement re-checks the sign-in so that deactivating a user,
 //! changing their password or taking SQL away stops an open connection or token at once.
+//! Every attempt, whatever its outcome, goes to the audit log of the account it names.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use sunfleet_engine::registry::{Registry, StandingSignIn};
+use sunfleet_engine::time::now_micros;
 
 use crate::throttle::SignInThrottle;
 use crate::{QueryError, Scope};
@@ -37,8 +39,39 @@ impl SqlSignIn {
         Self { registry, throttle }
     }
 
-    /// Checks an e-mail and password from `client`.
+    /// Checks an e-mail and password from `client` on `endpoint` (`Postgres`, `Flight SQL`);
+    /// the attempt goes to the audit log whatever its outcome.
     pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+        endpoint: &str,
+    ) -> Result<StandingSignIn, SignInRefused> {
+        let outcome = self.check(email, password, client).await;
+        let action = match &outcome {
+            Ok(_) => "sql_sign_in",
+            Err(SignInRefused::WrongCredentials { .. }) => "sql_sign_in_failed",
+            Err(SignInRefused::Throttled { .. }) => "sql_sign_in_throttled",
+            Err(SignInRefused::NoSqlAccess { .. }) => "sql_sign_in_refused",
+            Err(SignInRefused::Query(_)) => return outcome,
+        };
+        let (registry, email, details) = (
+            Arc::clone(&self.registry),
+            email.to_owned(),
+            format!("{endpoint}, from {client}"),
+        );
+        let audited = tokio::task::spawn_blocking(move || {
+            registry.audit_sign_in_attempt(&email, action, &details, now_micros())
+        })
+        .await;
+        if !matches!(audited, Ok(Ok(()))) {
+            tracing::warn!(action, "a SQL sign-in attempt could not be audited");
+        }
+        outcome
+    }
+
+    async fn check(
         &self,
         email: &str,
         password: &str,
@@ -85,6 +118,6 @@ impl SqlSignIn {
             .still_signed_in(signed_in)?
             .filter(|user| user.role.may_run_sql())
             .ok_or(QueryError::SignInLapsed)?;
-        Scope::of_user(&self.registry, &user, sunfleet_engine::time::now_micros())
+        Scope::of_user(&self.registry, &user, now_micros())
     }
 }

@@ -567,6 +567,39 @@ fn sql_sign_ins_end_with_deactivation_or_a_new_password_and_owners_get_no_sql() 
     );
     let mut browser = crate::http::Client::new(&demo.portal);
     assert_eq!(browser.sign_in(admin, DEMO_PASSWORD).status, 429);
+
+    // Every attempt is in the audit log of the account it named, with where it came from.
+    let actions = |company: i64, email: &str| -> Vec<(String, String)> {
+        registry
+            .company_audit_log(company, 500)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.user_email.as_deref() == Some(email))
+            .map(|e| (e.action, e.details))
+            .collect()
+    };
+    let admin_log = actions(admin_user.company_id.unwrap(), admin);
+    let count = |log: &[(String, String)], action: &str, from: &str| {
+        log.iter()
+            .filter(|(a, d)| a == action && d.starts_with(from))
+            .count()
+    };
+    assert_eq!(
+        count(&admin_log, "sql_sign_in_failed", "Postgres, from 127.0.0.1"),
+        5
+    );
+    assert_eq!(count(&admin_log, "sql_sign_in_throttled", "Postgres"), 1);
+    assert_eq!(count(&admin_log, "sql_sign_in_throttled", "Flight SQL"), 1);
+    assert_eq!(count(&admin_log, "sign_in_throttled", "portal"), 1);
+    let analyst_log = actions(company, &analyst);
+    assert!(
+        count(&analyst_log, "sql_sign_in", "Flight SQL") >= 1,
+        "{analyst_log:?}"
+    );
+    assert!(
+        count(&analyst_log, "sql_sign_in_failed", "Postgres") >= 1,
+        "{analyst_log:?}"
+    );
 }
 
 #[test]

@@ -60,6 +60,23 @@ pub struct AuditEntry {
 }
 
 impl Registry {
+    /// Records a sign-in attempt on the account with `email`, if there is one (`action`:
+    /// `sign_in_failed`, `sql_sign_in`, …), so its company's administrators see failed,
+    /// throttled and SQL sign-ins among their members' entries. Attempts on unknown
+    /// addresses are only counted (the portal's metrics): what was typed may be a password.
+    pub fn audit_sign_in_attempt(
+        &self,
+        email: &str,
+        action: &str,
+        details: &str,
+        at_us: i64,
+    ) -> Result<(), Error> {
+        match self.user_by_email(email)? {
+            Some(user) => self.audit(Some(user.id), action, "user", Some(user.id), details, at_us),
+            None => Ok(()),
+        }
+    }
+
     /// The newest `limit` entries made by members of `company_id`, newest first.
     pub fn company_audit_log(
         &self,

@@ -133,6 +133,7 @@ pub async fn submit(
             .metrics
             .failed_sign_ins
             .fetch_add(1, Ordering::Relaxed);
+        audit_attempt(&state, &email, "sign_in_throttled", client).await;
         let mut response = page(
             &state,
             &headers,
@@ -164,6 +165,7 @@ pub async fn submit(
     };
     let Some(user) = user else {
         shared.throttle.failed(&email, client.ip(), now);
+        audit_attempt(&state, &email, "sign_in_failed", client).await;
         shared
             .metrics
             .failed_sign_ins
@@ -250,4 +252,18 @@ pub async fn sign_out(
         set_cookie(SESSION_COOKIE, "", 0, state.shared().config.secure_cookies),
     );
     response
+}
+
+/// A failed or throttled sign-in, in the audit log of the account it names (if any).
+async fn audit_attempt(state: &AppState, email: &str, action: &'static str, client: SocketAddr) {
+    let (registry, email) = (Arc::clone(state.registry()), email.to_owned());
+    let details = format!("portal, from {}", client.ip());
+    let audited = blocking(move || {
+        let now = sunfleet_engine::time::now_micros();
+        Ok(registry.audit_sign_in_attempt(&email, action, &details, now)?)
+    })
+    .await;
+    if audited.is_err() {
+        tracing::warn!(action, "a sign-in attempt could not be audited");
+    }
 }
