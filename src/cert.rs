@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use sunfleet_engine::ids::Serial;
+use sunfleet_engine::registry::Registry;
 use sunfleet_ingest::tls::{CA_CERT_FILE, CertifiedKey, FleetCa, SERVER_CERT_FILE};
 
-use crate::data::DEFAULT_DATA_DIR;
+use crate::data::{DEFAULT_DATA_DIR, registry_path};
 
 #[derive(Debug, Args)]
 pub struct CertArgs {
@@ -45,6 +46,15 @@ enum CertCommand {
         /// Where to write the files.
         #[arg(long, short = 'o', default_value = ".")]
         out: PathBuf,
+    },
+    /// Revoke a gateway (a stolen or compromised unit): it is retired in the registry, a
+    /// running server closes its open connection within about a second and refuses it from
+    /// then on, and its unfinished tasks are cancelled. A gateway swapped for a new one is
+    /// replaced from the portal instead (its devices move to the new one).
+    Revoke {
+        /// The gateway's serial number (12 digits).
+        #[arg(long)]
+        serial: String,
     },
 }
 
@@ -84,6 +94,16 @@ pub fn run(args: CertArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "gateway {serial}: {stem}.pem and {stem}.key (with {CA_CERT_FILE}) in {}",
                 out.display()
+            );
+        }
+        CertCommand::Revoke { serial } => {
+            let serial: Serial = serial.parse()?;
+            let registry = Registry::open(registry_path(&args.data))
+                .with_context(|| format!("opening the registry in {}", args.data.display()))?;
+            registry.revoke_gateway(serial, None, sunfleet_engine::time::now_micros())?;
+            println!(
+                "gateway {serial} revoked: a running server closes its connection within a \
+                 second and refuses it from now on"
             );
         }
     }

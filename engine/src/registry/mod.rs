@@ -277,6 +277,56 @@ impl Registry {
             .map_err(sql_error(format!("looking up gateway {serial}")))
     }
 
+    /// Revokes a gateway's access (a stolen or compromised unit): it is retired, so its
+    /// certificate gets it in nowhere, ingest closes its open connection within about a
+    /// second, and its unfinished tasks are cancelled. Audited. Refused for a serial that
+    /// is not a registered gateway still in service.
+    pub fn revoke_gateway(
+        &self,
+        serial: Serial,
+        by_user: Option<i64>,
+        now_us: i64,
+    ) -> Result<DeviceId, Error> {
+        self.transaction("revoking a gateway", |tx| {
+            let device: Option<u32> = tx
+                .query_row(
+                    "SELECT id FROM devices
+                      WHERE serial = ?1 AND kind = 'gateway' AND state <> 'retired'",
+                    params![serial.value() as i64],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql_error(format!("looking up gateway {serial}")))?;
+            let Some(device) = device else {
+                return Err(Error::NoActiveGateway { serial });
+            };
+            tx.execute(
+                "UPDATE devices SET state = 'retired', retired_us = ?2 WHERE id = ?1",
+                params![device, now_us],
+            )
+            .map_err(sql_error(format!("retiring gateway {serial}")))?;
+            tx.execute(
+                "UPDATE gateway_tasks SET state = 'cancelled', finished_us = ?2,
+                        result = 'the gateway was revoked'
+                  WHERE gateway_id = ?1 AND state IN ('queued', 'sent', 'started')",
+                params![device, now_us],
+            )
+            .map_err(sql_error(format!(
+                "cancelling the tasks of gateway {serial}"
+            )))?;
+            audit::insert_audit(
+                tx,
+                by_user,
+                "gateway_revoked",
+                "device",
+                Some(i64::from(device)),
+                &serial.to_string(),
+                now_us,
+            )?;
+            Ok(DeviceId(device))
+        })
+    }
+
     /// Gateways retired at or after `since_us` (ingest closes their open connections).
     pub fn gateways_retired_since(&self, since_us: i64) -> Result<Vec<Serial>, Error> {
         let connection = self.connection();
