@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sunfleet::simulator::demo_fleet;
 
 use crate::{
-    Server, free_tcp_port, free_udp_port, interop_script, interrupt, python, stderr, stdout,
+    Server, free_udp_port, interop_script, interrupt, python, serve_command, stderr, stdout,
     sunfleet,
 };
 
@@ -174,27 +174,7 @@ fn a_foreign_quic_client_gets_the_documented_errors_and_the_fleet_keeps_streamin
     let addr = format!("127.0.0.1:{}", free_udp_port());
     let log_path = dir.path().join("serve.log");
     let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_sunfleet"))
-            .args([
-                "serve",
-                "--data",
-                data_arg,
-                "--quic",
-                &addr,
-                "--postgres",
-                &format!("127.0.0.1:{}", free_tcp_port()),
-                "--flight",
-                &format!("127.0.0.1:{}", free_tcp_port()),
-                "--portal",
-                &format!("127.0.0.1:{}", free_tcp_port()),
-                "--seed-systems",
-                &REGISTERED.to_string(),
-                "--seed",
-                SEED,
-                "--check-every",
-                "3600",
-            ])
-            .env("SUNFLEET_LOG", "warn")
+        serve_command(data_arg, &addr, REGISTERED, SEED, 3600)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()

@@ -68,6 +68,28 @@ pub fn interrupt(child: &Child) {
     assert!(status.success());
 }
 
+/// `sunfleet serve` on `data` with QUIC on `quic`, its other listeners on free loopback
+/// ports and the demo fleet of `systems` systems (seed `seed`) in the registry; the caller
+/// sets output and spawns it.
+pub fn serve_command(
+    data: &str,
+    quic: &str,
+    systems: u32,
+    seed: &str,
+    check_every_s: u32,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sunfleet"));
+    command
+        .args(["serve", "--data", data, "--quic", quic])
+        .args(["--postgres", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(["--flight", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(["--portal", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(["--seed-systems", &systems.to_string(), "--seed", seed])
+        .args(["--check-every", &check_every_s.to_string()])
+        .env("SUNFLEET_LOG", "warn");
+    command
+}
+
 /// The pinned Python with the interop tools (`bash scripts/test` prepares it).
 pub fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("SUNFLEET_PYTHON") {

@@ -2,10 +2,10 @@
 //! `sunfleet simulate` streams the demo fleet to it, `sunfleet cert` issues certificates,
 //! and after a clean shutdown the data is there to export.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::{Server, free_tcp_port, free_udp_port, interrupt, stderr, stdout, sunfleet};
+use crate::{Server, free_udp_port, interrupt, serve_command, stderr, stdout, sunfleet};
 
 #[test]
 fn serve_takes_the_simulated_fleet_over_quic_and_shuts_down_cleanly() {
@@ -14,27 +14,7 @@ fn serve_takes_the_simulated_fleet_over_quic_and_shuts_down_cleanly() {
     let data_arg = data.to_str().unwrap();
     let addr = format!("127.0.0.1:{}", free_udp_port());
     let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_sunfleet"))
-            .args([
-                "serve",
-                "--data",
-                data_arg,
-                "--quic",
-                &addr,
-                "--postgres",
-                &format!("127.0.0.1:{}", free_tcp_port()),
-                "--flight",
-                &format!("127.0.0.1:{}", free_tcp_port()),
-                "--portal",
-                &format!("127.0.0.1:{}", free_tcp_port()),
-                "--seed-systems",
-                "6",
-                "--seed",
-                "4",
-                "--check-every",
-                "1",
-            ])
-            .env("SUNFLEET_LOG", "warn")
+        serve_command(data_arg, &addr, 6, "4", 1)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
