@@ -84,6 +84,48 @@ fn sql_ids(client: &mut Client, csrf: &str, text: &str) -> Option<BTreeSet<u64>>
     )
 }
 
+/// One system's pages (after `/systems/{id}`), each refused for a system out of scope.
+const SYSTEM_PAGES: &[&str] = &[
+    "",
+    "/graph",
+    "/graph.json",
+    "/live",
+    "/live.json",
+    "/reports",
+    "/reports.csv",
+    "/reports/print",
+    "/devices",
+    "/events",
+    "/diagnostics",
+    "/kiosk",
+    "/services",
+    "/settings",
+    "/settings/arrays",
+    "/settings/arrays/builder",
+    "/settings/labor",
+    "/settings/self-service",
+    "/settings/self-service/return",
+    "/settings/self-service/replacement",
+];
+
+/// One system's forms (POST after `/systems/{id}`).
+const SYSTEM_FORMS: &[&str] = &[
+    "/devices/provision",
+    "/diagnostics",
+    "/kiosk/links",
+    "/services/incentive",
+    "/services/permit",
+    "/settings/arrays/builder",
+    "/settings/estimate",
+    "/settings/labor",
+    "/settings/owner",
+    "/settings/references",
+    "/settings/self-service/gateway",
+    "/settings/self-service/gateway/reprovision",
+    "/settings/self-service/replacement",
+    "/settings/self-service/return",
+];
+
 #[test]
 fn every_route_with_every_role_shows_only_that_roles_systems() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,6 +138,12 @@ fn every_route_with_every_role_shows_only_that_roles_systems() {
         45,
         "the platform administrator sees the whole fleet"
     );
+    // Every page below exists: in scope, it answers (so a 404 out of scope means refused).
+    let first = all.iter().next().unwrap();
+    for page in SYSTEM_PAGES {
+        let path = format!("/systems/{first}{page}");
+        assert_eq!(operator.get(&path).status, 200, "{path}");
+    }
 
     for (role, email) in &demo.accounts {
         let mut client = Client::new(&demo.portal);
@@ -148,15 +196,26 @@ fn every_route_with_every_role_shows_only_that_roles_systems() {
             );
         }
         for other in others.iter().take(8) {
-            for path in [
+            let activations = [
                 format!("/activations/{other}"),
                 format!("/api/activations/{other}"),
-            ] {
+            ];
+            let system_pages = SYSTEM_PAGES.iter().map(|p| format!("/systems/{other}{p}"));
+            for path in activations.into_iter().chain(system_pages) {
                 let status = client.get(&path).status;
                 assert!(
                     status == 404 || (analyst && status == 403),
                     "{role} {path}: {status}"
                 );
+            }
+        }
+        // Changing another company's system, with a valid CSRF token: refused, before
+        // anything is read from the form.
+        if let Some(other) = others.first() {
+            for path in SYSTEM_FORMS {
+                let path = format!("/systems/{other}{path}");
+                let status = client.post_form(&path, &[("csrf_token", &csrf)]).status;
+                assert!(matches!(status, 403 | 404), "{role} POST {path}: {status}");
             }
         }
         for text in SQL {
