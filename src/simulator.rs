@@ -113,12 +113,10 @@ impl Ledger {
             .or_default() += 1;
     }
 
-    /// Every acknowledged microinverter reading: (serial, time) → energy (J).
-    pub fn readings(&self) -> HashMap<(Serial, i64), u32> {
-        self.readings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// Every acknowledged microinverter reading, (serial, time) → energy (J), handed over:
+    /// the record can hold millions of readings, so it is moved out rather than copied.
+    pub fn take_readings(&self) -> HashMap<(Serial, i64), u32> {
+        std::mem::take(&mut *self.readings.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Task id → how many times a gateway ran it.

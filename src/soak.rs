@@ -634,7 +634,7 @@ async fn soak(args: &SoakArgs, work: &Path, disk: &SmallDisk) -> anyhow::Result<
     );
 
     check_tasks(&mut report, &tasks, &task_states, &ledger.task_runs());
-    if let Err(error) = verify_data_folder(&mut report, &data, &ledger.readings()).await {
+    if let Err(error) = verify_data_folder(&mut report, &data, &ledger.take_readings()).await {
         report.check(
             "the data folder could be checked",
             false,
